@@ -1,0 +1,41 @@
+# Entry points: `make replicate PAPER=<name>`, `make test`, `make bench`, `make publish`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH ?= torch==2.13.0
+PAPER ?= emorl
+DATASET ?=
+PROFILE ?= smoke
+PAPERS := iodine emorl sri lom svq
+
+.PHONY: venv test test-slow bench replicate publish clean
+
+venv: $(VENV)/.installed
+
+# torch first (skipped when the venv already imports one, so a GPU user can bring their own build),
+# then the project in editable mode with its dev extra.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH)"
+	$(PY) -m pip install -e ".[dev]"
+	touch $@
+
+test: venv
+	$(PY) -m pytest -q -n 2
+
+test-slow: venv
+	$(PY) -m pytest -q -n 2 -m slow
+
+bench: venv
+	$(PY) -m benchmarks
+
+replicate: venv
+	@$(PY) -m common.replicate --paper "$(PAPER)" --profile "$(PROFILE)" $(if $(DATASET),--dataset "$(DATASET)")
+
+publish: venv
+	@test -n "$(REPO_ID)" || { echo "usage: make publish PAPER=<name> RUN=<dir> REPO_ID=<user/name>"; exit 2; }
+	$(PY) -m common.hub push --run "$(RUN)" --repo-id "$(REPO_ID)"
+
+clean:
+	rm -rf $(VENV) .pytest_cache
