@@ -1,0 +1,66 @@
+"""Slot Attention (Locatello et al. 2020, Algorithm 1)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from common.nn.encoders import MLP
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-8) -> tuple[Tensor, Tensor]:
+    """Slots compete for inputs: softmax over slots, + eps, renormalise over inputs.
+
+    q [B,K,D], k and v [B,N,D] -> updates [B,K,D], attention [B,N,K]. Computed in fp32 even under
+    autocast (fp16 softmax over dot products overflows).
+    """
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        q, k, v = q.float(), k.float(), v.float()
+        logits = torch.einsum("bnd,bkd->bnk", k, q) * q.shape[-1] ** -0.5  # [B,N,K]
+        attn = logits.softmax(dim=-1) + eps  # [B,N,K]
+        weights = attn / attn.sum(dim=1, keepdim=True)  # [B,N,K]
+        updates = torch.einsum("bnk,bnd->bkd", weights, v)  # [B,K,D]
+    return updates, attn
+
+
+class SlotAttention(nn.Module):
+    """Iterative attention from N inputs to K slots: learned Gaussian init, GRU + residual MLP.
+
+    Permutation equivariant in the slots: the same init noise in another order gives the same slots
+    in that order.
+    """
+
+    def __init__(self, input_dim: int, slot_dim: int, iters: int = 3, mlp_hidden: int = 128,
+                 eps: float = 1e-8):
+        super().__init__()
+        self.slot_dim, self.iters, self.eps = slot_dim, iters, eps
+        self.mu = nn.Parameter(torch.empty(1, 1, slot_dim))
+        self.log_sigma = nn.Parameter(torch.empty(1, 1, slot_dim))
+        nn.init.xavier_uniform_(self.mu)
+        nn.init.xavier_uniform_(self.log_sigma)
+        self.norm_inputs = nn.LayerNorm(input_dim)
+        self.norm_slots = nn.LayerNorm(slot_dim)
+        self.norm_mlp = nn.LayerNorm(slot_dim)
+        self.to_q = nn.Linear(slot_dim, slot_dim, bias=False)
+        self.to_k = nn.Linear(input_dim, slot_dim, bias=False)
+        self.to_v = nn.Linear(input_dim, slot_dim, bias=False)
+        self.gru = nn.GRUCell(slot_dim, slot_dim)
+        self.mlp = MLP([slot_dim, mlp_hidden, slot_dim])
+
+    def init_slots(self, batch: int, num_slots: int, noise: Tensor | None = None) -> Tensor:
+        """slots^0 = mu + sigma * noise, noise [B,K,D] ~ N(0, I) unless given."""
+        if noise is None:
+            noise = torch.randn(batch, num_slots, self.slot_dim, device=self.mu.device)
+        return self.mu + self.log_sigma.exp() * noise  # [B,K,D]
+
+    def forward(self, inputs: Tensor, num_slots: int, noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """inputs [B,N,Din] -> slots [B,K,D], last attention [B,N,K]."""
+        inputs = self.norm_inputs(inputs)
+        k, v = self.to_k(inputs), self.to_v(inputs)  # [B,N,D]
+        slots = self.init_slots(inputs.shape[0], num_slots, noise)  # [B,K,D]
+        for _ in range(self.iters):
+            prev = slots
+            updates, attn = attend(self.to_q(self.norm_slots(slots)), k, v, self.eps)  # [B,K,D]
+            slots = self.gru(updates.reshape(-1, self.slot_dim).to(prev.dtype),
+                             prev.reshape(-1, self.slot_dim)).view_as(prev)  # [B,K,D]
+            slots = slots + self.mlp(self.norm_mlp(slots))
+        return slots, attn

@@ -1,0 +1,98 @@
+"""GECO (Rezende & Viola 2018) in the two published flavours.
+
+State lives in buffers, so it is saved with the model and restored on resume. The reconstruction
+error fed to `update` is averaged over data-parallel ranks so every rank takes the same step.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _mean_over_ranks(x: Tensor) -> Tensor:
+    x = x.detach().float().clone()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(x)
+        x /= dist.get_world_size()
+    return x
+
+
+class GECOLagrangeNLL(nn.Module):
+    """EMORL App. F.2: a Lagrange weight softplus(zeta) on the NLL constraint.
+
+    loss = KL - softplus(zeta) * (C_t + sg(C_ema - C_t)), C_t = C - NLL  (the constraint, < 0 while
+    the NLL is above target). After a warm start of plain ELBO steps, C_ema is initialised to C_t and
+    tracked with an EMA (alpha 0.99); every step zeta <- max(floor, zeta - step * C_ema), the step
+    multiplied by `acceleration` once the target is met (C_ema > 0). Target C is a total over C*H*W.
+    """
+
+    def __init__(self, target: float, step_size: float = 1e-6, alpha: float = 0.99,
+                 floor: float = 0.55, warm_start: int = 1000, acceleration: float = 1.0):
+        super().__init__()
+        self.target, self.step_size, self.alpha = target, step_size, alpha
+        self.floor, self.warm_start, self.acceleration = floor, warm_start, acceleration
+        self.register_buffer("zeta", torch.tensor(floor))
+        self.register_buffer("c_ema", torch.tensor(0.0))
+        self.register_buffer("steps", torch.tensor(0, dtype=torch.long))
+
+    @property
+    def active(self) -> bool:
+        return int(self.steps) >= self.warm_start
+
+    @property
+    def weight(self) -> Tensor:
+        return F.softplus(self.zeta)
+
+    def loss(self, nll: Tensor, kl: Tensor) -> Tensor:
+        """nll, kl: batch means. Plain ELBO during warm start, the GECO objective afterwards."""
+        if not self.active:
+            return nll + kl
+        c_t = self.target - nll
+        return kl - self.weight.detach() * (c_t + (self.c_ema - c_t).detach())
+
+    @torch.no_grad()
+    def update(self, nll: Tensor) -> None:
+        """One training step's update from the batch-mean NLL (call once per optimiser step)."""
+        c_t = self.target - _mean_over_ranks(nll)
+        self.steps += 1
+        if int(self.steps) == self.warm_start:
+            self.c_ema.copy_(c_t)
+        elif int(self.steps) > self.warm_start:
+            self.c_ema.mul_(self.alpha).add_((1 - self.alpha) * c_t)
+            step = self.step_size * (self.acceleration if self.c_ema > 0 else 1.0)
+            self.zeta.copy_(torch.clamp(self.zeta - step * self.c_ema, min=self.floor))
+
+
+class GECOMultiplicativeKL(nn.Module):
+    """GENESIS-v2 flavour (used by SRI, LOM-GENv2): loss = err + beta * KL, beta updated multiplicatively.
+
+    err_ema starts at the first error and follows an EMA (alpha); constraint = goal - err_ema;
+    beta <- clamp(beta * exp(step * constraint * (speedup if constraint > 0 else 1))). The goal is a
+    total over C*H*W; GENESIS-v2 scales the step by 64^2 / (H W) (pass it in `step_size`).
+    """
+
+    def __init__(self, goal: float, step_size: float = 1e-5, alpha: float = 0.99, beta_init: float = 1.0,
+                 beta_min: float = 1e-10, beta_max: float = 1e10, speedup: float | None = 10.0):
+        super().__init__()
+        self.goal, self.step_size, self.alpha = goal, step_size, alpha
+        self.beta_min, self.beta_max, self.speedup = beta_min, beta_max, speedup
+        self.register_buffer("beta", torch.tensor(beta_init))
+        self.register_buffer("err_ema", torch.tensor(0.0))
+        self.register_buffer("steps", torch.tensor(0, dtype=torch.long))
+
+    def loss(self, err: Tensor, kl: Tensor) -> Tensor:
+        return err + self.beta.detach() * kl
+
+    @torch.no_grad()
+    def update(self, err: Tensor) -> None:
+        err = _mean_over_ranks(err)
+        if int(self.steps) == 0:
+            self.err_ema.copy_(err)
+        else:
+            self.err_ema.mul_(self.alpha).add_((1 - self.alpha) * err)
+        self.steps += 1
+        constraint = self.goal - self.err_ema
+        rate = self.step_size * (self.speedup if self.speedup and constraint > 0 else 1.0)
+        self.beta.copy_((self.beta * torch.exp(rate * constraint)).clamp(self.beta_min, self.beta_max))

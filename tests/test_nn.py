@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+from common.nn import PositionEmbed, SlotAttention, SpatialBroadcastDecoder, TransformerBlock, ramp_grid
+from common.nn.decoders import split_rgb_mask
+
+
+def test_slot_attention_is_permutation_equivariant():
+    sa = SlotAttention(input_dim=16, slot_dim=8, iters=3).eval()
+    inputs = torch.randn(2, 30, 16)
+    noise = torch.randn(2, 5, 8)
+    perm = torch.randperm(5)
+    slots, attn = sa(inputs, 5, noise)
+    slots_p, attn_p = sa(inputs, 5, noise[:, perm])
+    torch.testing.assert_close(slots_p, slots[:, perm], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(attn_p, attn[..., perm], rtol=1e-5, atol=1e-5)
+    assert torch.allclose(attn.sum(-1), torch.ones(2, 30), atol=1e-4)  # softmax over slots
+
+
+def test_slot_attention_invariant_to_input_order():
+    sa = SlotAttention(16, 8).eval()
+    inputs, noise = torch.randn(1, 20, 16), torch.randn(1, 4, 8)
+    slots, _ = sa(inputs, 4, noise)
+    slots_p, _ = sa(inputs[:, torch.randperm(20)], 4, noise)
+    torch.testing.assert_close(slots, slots_p, rtol=1e-5, atol=1e-5)
+
+
+def test_ramp_grid_four_directions():
+    g = ramp_grid(3, 5)
+    assert g.shape == (3, 5, 4)
+    torch.testing.assert_close(g[..., 0] + g[..., 2], torch.ones(3, 5))
+    assert g[0, 0, 1] == 0 and g[0, -1, 1] == 1
+
+
+def test_position_concat_adds_two_channels():
+    pe = PositionEmbed(8, 4, 4, mode="concat")
+    assert pe(torch.zeros(2, 8, 4, 4)).shape == (2, 10, 4, 4)
+    with pytest.raises(ValueError, match="position mode"):
+        PositionEmbed(8, 4, 4, mode="sum")
+
+
+@pytest.mark.parametrize("spec", [
+    dict(broadcast=(45, 45), channels=[64, 64, 64, 64, 4], kernels=[3] * 5, paddings=[0] * 5),  # EMORL/IODINE
+    dict(broadcast=(41, 41), channels=[32, 32, 32, 4], kernels=[5, 5, 5, 3], paddings=[1, 1, 1, 1]),  # EMORL small
+    dict(broadcast=(5, 5), channels=[16, 16, 16, 4], kernels=[5, 5, 5, 3], paddings=[2, 2, 2, 1],
+         strides=[2, 2, 2, 1]),  # deconv
+])
+def test_broadcast_decoder_shapes(spec):
+    size = (40, 40) if spec["broadcast"] == (5, 5) else (35, 35)
+    dec = SpatialBroadcastDecoder(8, size, **spec)
+    rgb, mask = split_rgb_mask(dec(torch.randn(6, 8)), batch=2)
+    assert rgb.shape == (2, 3, 3, *size) and mask.shape == (2, 3, 1, *size)
+
+
+def test_broadcast_decoder_rejects_wrong_geometry():
+    with pytest.raises(ValueError, match="expected"):
+        SpatialBroadcastDecoder(8, (35, 35), (35, 35), [8, 4], [3, 3], [0, 0])
+
+
+def test_causal_transformer_ignores_the_future():
+    block = TransformerBlock(16, heads=2, causal=True).eval()
+    x = torch.randn(1, 6, 16)
+    y = x.clone()
+    y[:, 4:] = torch.randn(1, 2, 16)
+    torch.testing.assert_close(block(x)[:, :4], block(y)[:, :4])
+    assert not torch.allclose(TransformerBlock(16, 2).eval()(x)[:, :4], TransformerBlock(16, 2).eval()(y)[:, :4])
+
+
+def test_cross_attention_block_needs_memory():
+    block = TransformerBlock(16, heads=4, cross_attention=True)
+    assert block(torch.randn(2, 5, 16), torch.randn(2, 7, 16)).shape == (2, 5, 16)
+    with pytest.raises(ValueError, match="memory"):
+        block(torch.randn(2, 5, 16))
