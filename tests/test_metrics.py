@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score
+
+from common.metrics import FIDUnavailable, activeness, ari_fg, completeness, dci, disentanglement, frechet_distance, mse
+from common.metrics.dci import match_slots
+from common.metrics.fid import fid_or_unavailable, resolve_backend
+
+
+def _sklearn_ari_fg(true, pred):
+    fg = true != 0
+    return adjusted_rand_score(true[fg], pred[fg])
+
+
+def test_ari_fg_equals_sklearn_on_random_label_maps():
+    rng = np.random.default_rng(0)
+    true = torch.as_tensor(rng.integers(0, rng.integers(1, 6, size=(300, 1, 1)) + 1, size=(300, 8, 8)))
+    pred = torch.as_tensor(rng.integers(0, rng.integers(1, 7, size=(300, 1, 1)) + 1, size=(300, 8, 8)))
+    # Every few maps make the prediction a relabelling of the truth, or a single cluster.
+    pred[::7] = (true[::7] + 3) % 9
+    pred[1::11] = 2
+    true[2::13] = 0  # empty foreground
+    true[3::17] = torch.where(true[3::17] > 0, 1, 0)  # one foreground cluster
+    got = ari_fg(true, pred)
+    ref = [_sklearn_ari_fg(t.numpy(), p.numpy()) for t, p in zip(true, pred)]
+    np.testing.assert_allclose(got.numpy(), ref, atol=1e-12)
+
+
+def test_ari_fg_from_soft_masks_and_multiple_backgrounds():
+    true = torch.randint(0, 5, (4, 6, 6))
+    masks = torch.rand(4, 3, 1, 6, 6).softmax(1)
+    pred = masks[:, :, 0].argmax(1)
+    got = ari_fg(true, masks, background=(0, 1))
+    for b in range(4):
+        fg = (true[b] > 1).numpy()
+        assert got[b].item() == pytest.approx(adjusted_rand_score(true[b].numpy()[fg], pred[b].numpy()[fg]))
+
+
+def test_mse():
+    x = torch.zeros(2, 3, 4, 4)
+    y = torch.full((2, 3, 4, 4), 0.5)
+    torch.testing.assert_close(mse(x, y), torch.tensor([0.25, 0.25]))
+    with pytest.raises(ValueError, match="differ in shape"):
+        mse(x, y[:, :2])
+
+
+def test_dci_closed_forms():
+    assert disentanglement(np.eye(3)) == pytest.approx(1.0, abs=1e-6)
+    assert completeness(np.eye(3)) == pytest.approx(1.0, abs=1e-6)
+    assert disentanglement(np.ones((3, 3))) == pytest.approx(0.0, abs=1e-6)
+    assert completeness(np.ones((3, 3))) == pytest.approx(0.0, abs=1e-6)
+    # One code explains both factors: D = 1 - H_2([.5,.5]) = 0 for it; C = 1 for each factor.
+    r = np.array([[1.0, 1.0], [0.0, 0.0]])
+    assert disentanglement(r) == pytest.approx(0.0, abs=1e-6)
+    assert completeness(r) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_dci_on_a_disentangled_code():
+    rng = np.random.default_rng(0)
+    shape = rng.integers(0, 3, 400)
+    x = rng.random(400)
+    codes = np.stack([shape + 0.05 * rng.standard_normal(400), x, rng.standard_normal(400)], 1)
+    out = dci(codes, np.stack([shape, x], 1), ["categorical", "continuous"])
+    assert out["disentanglement"] > 0.8 and out["completeness"] > 0.8 and out["informativeness"] > 0.9
+    with pytest.raises(ValueError, match="kind"):
+        dci(codes, np.stack([shape, x], 1), ["categorical", "ordinal"])
+
+
+def test_match_slots_by_iou():
+    true = torch.zeros(8, 8, dtype=torch.long)
+    true[:4], true[4:] = 1, 2
+    masks = torch.zeros(3, 8, 8)
+    masks[2, :4], masks[0, 4:] = 1, 1
+    assert sorted(match_slots(masks, true, [1, 2])) == [(0, 2), (1, 0)]
+
+
+def test_activeness_of_a_linear_decoder():
+    w = torch.zeros(4, 12)
+    w[0] = 1.0  # only dimension 0 changes the image
+    w[2, :6] = 2.0
+
+    def decode(z):  # [B,K,D] -> [B,1,1,12]: sum over slots of a linear map
+        return (z @ w).sum(1).view(-1, 1, 1, 12)
+
+    latents = torch.rand(20, 3, 4)
+    act = activeness(decode, latents, steps=5)
+    assert act[1] == 0 and act[3] == 0 and act[0] > 0 and act[2] > 0
+    lo, hi = latents[..., 0].min(), latents[..., 0].max()
+    values = lo + (hi - lo) * torch.linspace(0, 1, 5)
+    assert act[0].item() == pytest.approx(values.var(unbiased=False).item(), rel=1e-5)
+
+
+def test_frechet_distance_closed_form():
+    rng = np.random.default_rng(0)
+    mu1, mu2 = rng.random(4), rng.random(4)
+    s1, s2 = np.diag(rng.random(4) + 0.1), np.diag(rng.random(4) + 0.1)
+    expected = ((mu1 - mu2) ** 2).sum() + np.sum(np.diag(s1) + np.diag(s2) - 2 * np.sqrt(np.diag(s1) * np.diag(s2)))
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected)
+    assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_fid_unavailable_without_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("OCREPRO_FID_WEIGHTS", str(tmp_path / "missing.pt"))
+    with pytest.raises(FIDUnavailable, match="not found"):
+        resolve_backend()
+    out = fid_or_unavailable(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8))
+    assert out["fid"] is None and out["status"].startswith("unavailable:")
+
+
+def test_fid_pipeline_records_provenance(tmp_path):
+    class Tiny(torch.nn.Module):  # a stand-in network: exercises the plumbing, never reported as FID
+        def forward(self, x):
+            return torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)
+
+    path = tmp_path / "tiny.pt"
+    torch.jit.script(Tiny()).save(str(path))
+    real, fake = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8), torch.rand(6, 3, 16, 16)
+    from common.metrics import compute_fid
+    out = compute_fid(real, fake, weights=path)
+    assert out["backend"] == "explicit" and len(out["weights_sha1"]) == 40 and out["n_real"] == 6
+    assert out["fid"] >= 0
+    assert compute_fid(real, real, weights=path)["fid"] == pytest.approx(0.0, abs=1e-6)
