@@ -1,0 +1,61 @@
+"""python -m common.train CONFIG.yaml --out DIR [--profile smoke] [--set k=v ...] [--resume]"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+from accelerate.utils import set_seed
+
+from common.config import ConfigError, parse_overrides, to_dict
+from common.hub import CheckpointError
+from common.train.experiment import build_model, check_resumable, load_experiment, load_train_images, write_config
+from common.train.loop import Trainer, TrainingDiverged
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m common.train", description=__doc__)
+    p.add_argument("config", type=Path, help="experiment YAML")
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--profile", default=None, help="smoke | short | paper")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--stop-at", type=int, default=None, help="save and stop at this step (pre-emption)")
+    return p.parse_args(argv)
+
+
+def run(args) -> Path:
+    exp = load_experiment(args.config, args.profile, parse_overrides(args.overrides))
+    config_path = args.out / "config.yaml"
+    if config_path.is_file():
+        if not args.resume:
+            raise ConfigError(f"{args.out} already holds a run; pass --resume or choose another --out")
+        check_resumable(yaml.safe_load(config_path.read_text()), to_dict(exp))
+    set_seed(exp.train.seed)
+    model = build_model(exp)
+    trainer = Trainer(model, load_train_images(exp.data), exp.train, args.out)
+    if trainer.accelerator.is_main_process:
+        write_config(exp, config_path)
+    if args.resume:
+        trainer.resume()
+    model = trainer.fit(stop_at=args.stop_at)
+    if trainer.state.step >= exp.train.steps and trainer.accelerator.is_main_process:
+        model.save_pretrained(args.out / "model")
+    return args.out
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+    try:
+        run(parse_args(argv))
+    except (ConfigError, CheckpointError, TrainingDiverged) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""An experiment = model class + its config + data + TrainConfig, resolved from YAML with a profile."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from common.config import ConfigError, deep_merge, from_dict, load_yaml, resolve_profile, to_dict
+from common.data import toy_shapes
+from common.train.loop import TrainConfig
+
+# Keys that may change between a run and its resumption: they do not alter the trajectory.
+RESUMABLE_KEYS = {"train.steps", "train.save_every", "train.keep_last", "train.log_every"}
+
+
+@dataclass
+class DataConfig:
+    name: str = "toy_shapes"
+    n_train: int = 512
+    size: int = 32
+    max_objects: int = 3
+    seed: int = 0
+
+
+@dataclass
+class ExperimentConfig:
+    model: str  # "package.module:Class", a HubModel subclass
+    model_config: dict = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    profile: str | None = None
+
+
+def load_experiment(path: str | Path, profile: str | None = None, overrides: dict | None = None) -> ExperimentConfig:
+    raw = resolve_profile(load_yaml(path), profile)
+    raw = deep_merge(raw, overrides or {})
+    raw["profile"] = profile
+    return from_dict(ExperimentConfig, raw)
+
+
+def model_class(spec: str):
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"model '{spec}' cannot be imported ({err})") from err
+
+
+def build_model(exp: ExperimentConfig):
+    cls = model_class(exp.model)
+    return cls(from_dict(cls.config_class, exp.model_config, "model_config"))
+
+
+def load_train_images(data: DataConfig):
+    """uint8 [N,H,W,3] training images, in memory."""
+    if data.name == "toy_shapes":
+        return toy_shapes(data.n_train, data.size, data.max_objects, data.seed)["image"]
+    raise ConfigError(f"unknown dataset '{data.name}' (available: toy_shapes)")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def check_resumable(saved: dict, current: dict) -> None:
+    """Refuse to resume under a config that differs outside RESUMABLE_KEYS."""
+    a, b = _flat(saved), _flat(current)
+    differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_KEYS)
+    if differ:
+        details = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in differ[:5])
+        raise ConfigError(f"refusing to resume under a different config ({details})")
+
+
+def write_config(exp: ExperimentConfig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(to_dict(exp), sort_keys=False))
