@@ -18,7 +18,7 @@ import safetensors.torch
 from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
 from torch import nn
 
-from common.config import ConfigError, from_dict
+from common.config import ConfigError, flatten, from_dict
 
 WEIGHTS = "model.safetensors"
 
@@ -85,20 +85,10 @@ class HubModel(nn.Module, PyTorchModelHubMixin, library_name="ocrepro", license=
                  f"Trained with the ocrepro monorepo. Config: `config.json`; weights: `{WEIGHTS}`.", ""]
         if metrics:
             lines += ["## Metrics", "", "| metric | value |", "| --- | --- |"]
-            lines += [f"| {k} | {v} |" for k, v in sorted(_flatten(metrics).items())] + [""]
+            lines += [f"| {k} | {v} |" for k, v in sorted(flatten(metrics).items())] + [""]
         if self.citation:
             lines += ["## Citation", "", "```bibtex", self.citation.strip(), "```", ""]
         return ModelCard("\n".join(lines))
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def load_weights(model: nn.Module, path: Path, map_location: str = "cpu") -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from common.config import ConfigError, deep_merge, from_dict, load_yaml, resolve_profile, to_dict
+from common.config import ConfigError, deep_merge, flatten, from_dict, load_yaml, resolve_profile, to_dict
 from common.data import toy_shapes
 from common.train.loop import TrainConfig
 
@@ -60,16 +60,9 @@ def load_train_images(data: DataConfig):
     raise ConfigError(f"unknown dataset '{data.name}' (available: toy_shapes)")
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
 def check_resumable(saved: dict, current: dict) -> None:
     """Refuse to resume under a config that differs outside RESUMABLE_KEYS."""
-    a, b = _flat(saved), _flat(current)
+    a, b = flatten(saved), flatten(current)
     differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_KEYS)
     if differ:
         details = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in differ[:5])
