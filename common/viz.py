@@ -21,6 +21,13 @@ def colour_masks(masks: Tensor) -> Tensor:
     return colours[labels].permute(0, 3, 1, 2)
 
 
+def colour_labels(labels: Tensor, num_background: int = 1) -> Tensor:
+    """Instance label maps [B,H,W] -> [B,3,H,W]: background labels dark grey, objects by palette."""
+    labels = labels.long()
+    colours = torch.cat([torch.full((num_background, 3), 0.15), PALETTE.repeat(32, 1)])  # [>=256,3]
+    return colours[labels].permute(0, 3, 1, 2)
+
+
 def grid(rows: list[Tensor], pad: int = 2) -> Tensor:
     """rows: R tensors [C,3,H,W] (equal shapes) -> one image [3, R(H+pad)+pad, C(W+pad)+pad] on white."""
     r, (c, _, h, w) = len(rows), rows[0].shape
