@@ -12,7 +12,7 @@ import tempfile
 import torch
 
 from benchmarks.common import median_seconds, table
-from common.data import toy_shapes
+from common.data import generate_split
 from common.models import SlotAttentionAutoEncoder, SlotAttentionConfig
 from common.provenance import hardware
 from common.train import TrainConfig, Trainer
@@ -23,7 +23,7 @@ SIZE, BATCH = 64, 16
 def step_time(precision: str) -> float:
     torch.manual_seed(0)
     model = SlotAttentionAutoEncoder(SlotAttentionConfig(resolution=(SIZE, SIZE), decoder_broadcast=(SIZE, SIZE)))
-    images = toy_shapes(4 * BATCH, SIZE, 3, seed=0)["image"]
+    images = torch.from_numpy(generate_split("toy_shapes", 4 * BATCH, 0, params={"size": SIZE})[1]["image"])
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(model, images, TrainConfig(batch_size=BATCH, mixed_precision=precision), out)
         return median_seconds(lambda: trainer.train_step(trainer.batch(0)), repeats=5)

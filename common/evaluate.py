@@ -14,11 +14,10 @@ import torch
 import yaml
 
 from common.config import ConfigError, from_dict
-from common.data import toy_shapes
 from common.hub import CheckpointError
 from common.metrics import ari_fg, mse
 from common.provenance import provenance
-from common.train.experiment import ExperimentConfig, model_class
+from common.train.experiment import ExperimentConfig, load_scenes, model_class
 from common.train.loop import to_float_images
 from common.viz import save_decomposition
 
@@ -31,16 +30,9 @@ def load_run(run: Path):
     return exp, model_class(exp.model).from_pretrained(run / "model")
 
 
-def eval_split(exp: ExperimentConfig, n: int) -> dict:
-    """Held-out scenes: the training generator with a disjoint seed."""
-    d = exp.data
-    if d.name == "toy_shapes":
-        return toy_shapes(n, d.size, d.max_objects, seed=d.seed + 1_000_000)
-    raise ConfigError(f"no evaluation split for dataset '{d.name}'")
-
-
 @torch.no_grad()
-def evaluate(model, data: dict, batch_size: int = 32, seed: int = 0) -> tuple[dict, tuple]:
+def evaluate(model, data: dict, background: tuple[int, ...] = (0,), batch_size: int = 32,
+             seed: int = 0) -> tuple[dict, tuple]:
     """Per-image ARI-FG and MSE averaged over the split; returns metrics and the first batch's outputs."""
     torch.manual_seed(seed)
     aris, mses, first = [], [], None
@@ -48,7 +40,7 @@ def evaluate(model, data: dict, batch_size: int = 32, seed: int = 0) -> tuple[di
         images = to_float_images(data["image"][start:start + batch_size])
         out = model(images)
         out.check(images)
-        aris.append(ari_fg(data["mask"][start:start + batch_size], out.masks))
+        aris.append(ari_fg(data["mask"][start:start + batch_size], out.masks, background))
         mses.append(mse(images, out.recon))
         first = first or (images, out)
     ari, err = torch.cat(aris), torch.cat(mses)
@@ -68,10 +60,12 @@ def main(argv=None) -> int:
     except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    metrics, (images, out) = evaluate(model, eval_split(exp, args.n), seed=args.seed)
+    meta, data = load_scenes(exp.data, exp.data.eval_split, args.n)
+    metrics, (images, out) = evaluate(model, data, meta.background_ids, seed=args.seed)
     steps = exp.train.steps
     record = {"metrics": metrics, "model": exp.model, "profile": exp.profile, "steps": steps,
-              "seed": exp.train.seed, "eval_seed": args.seed, "dataset": exp.data.name, **provenance()}
+              "seed": exp.train.seed, "eval_seed": args.seed, "dataset": exp.data.path or exp.data.name,
+              "eval_split": exp.data.eval_split, **provenance()}
     out_dir = args.out or args.run / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(record, indent=2))

@@ -22,7 +22,7 @@ TINY = {
                      "encoder_channels": [16, 16], "decoder_broadcast": [16, 16],
                      "decoder_channels": [16, 4], "decoder_kernels": [5, 3], "decoder_paddings": [2, 1],
                      "decoder_strides": [1, 1]},
-    "data": {"name": "toy_shapes", "n_train": 40, "size": 16, "max_objects": 2, "seed": 1},
+    "data": {"name": "toy_shapes", "params": {"size": 16, "max_objects": 2}, "n_train": 40, "seed": 1},
     "train": {"steps": 8, "batch_size": 8, "lr": 1e-3, "warmup_steps": 2, "decay_rate": 0.5,
               "decay_steps": 4, "save_every": 4, "log_every": 2},
     "profiles": {"smoke": {"train": {"steps": 8}}},
@@ -91,9 +91,10 @@ class Flaky(SlotAttentionAutoEncoder):
 
 
 def _trainer(tmp_path, model, **train):
-    from common.data import toy_shapes
+    from common.data import generate_split
     cfg = TrainConfig(**{"steps": 8, "batch_size": 8, "save_every": 2, "log_every": 1, **train})
-    return Trainer(model, toy_shapes(32, 16, 2, seed=0)["image"], cfg, tmp_path)
+    images = torch.from_numpy(generate_split("toy_shapes", 32, 0, params={"size": 16, "max_objects": 2})[1]["image"])
+    return Trainer(model, images, cfg, tmp_path)
 
 
 def _tiny_model(**kw):
@@ -203,3 +204,21 @@ def test_bf16_mixed_precision_trains(tmp_path):
     assert seen and all(d == torch.bfloat16 for d in seen)  # autocast really ran the convs in bf16
     assert trainer.state.step == 3 and all(torch.isfinite(p).all() for p in trainer.model.parameters())
     assert float(trainer.log.rows()[-1]["loss"]) < 10
+
+
+def test_train_and_evaluate_on_a_saved_dataset(tmp_path):
+    from common.data import generate_dataset
+    data = generate_dataset("tetrominoes", tmp_path / "tet", {"train": 16, "test": 8}, seed=0)
+    config = {**TINY, "data": {"path": str(data)}, "train": {**TINY["train"], "steps": 2, "save_every": 2}}
+    config["model_config"] = {**TINY["model_config"], "resolution": [35, 35], "decoder_broadcast": [35, 35]}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    train = subprocess.run([sys.executable, "-m", "common.train", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "run")],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stderr
+    ev = subprocess.run([sys.executable, "-m", "common.evaluate", "--run", str(tmp_path / "run"), "--n", "8"],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr
+    import json
+    record = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
+    assert record["metrics"]["n_images"] == 8 and record["dataset"] == str(data) and record["eval_split"] == "test"

@@ -1,4 +1,7 @@
-"""Scene data: procedural generators and loaders into in-memory tensors."""
-from common.data.toy import toy_shapes
+"""Scene data: one schema, procedural generators, readers of published releases, storage."""
+from common.data.registry import GENERATORS, generate_dataset, generate_split
+from common.data.schema import FactorSpec, SceneMeta
+from common.data.store import DatasetError, load_meta, load_split, load_tensors, save_dataset
 
-__all__ = ["toy_shapes"]
+__all__ = ["GENERATORS", "generate_dataset", "generate_split", "FactorSpec", "SceneMeta", "DatasetError",
+           "load_meta", "load_split", "load_tensors", "save_dataset"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from common.config import ConfigError, from_dict
-from common.data import dsprites, sprites, tetrominoes
+from common.data import dsprites, sprites, tetrominoes, toy
 from common.data.schema import SceneMeta, concat
 from common.data.store import save_dataset
 
@@ -25,6 +25,7 @@ class Generator:
 
 
 GENERATORS = {
+    "toy_shapes": Generator(toy.ToyParams, toy.meta, toy.generate),
     "tetrominoes": Generator(tetrominoes.TetrominoesParams, tetrominoes.meta, tetrominoes.generate),
     "multi_dsprites": Generator(dsprites.DSpritesParams, dsprites.meta, dsprites.generate),
     "sprites": Generator(sprites.SpritesParams, sprites.meta, sprites.generate),

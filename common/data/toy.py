@@ -1,31 +1,43 @@
 """A tiny procedural scene set (squares and discs on black) for tests and pipeline smoke runs.
 
-Not a replication dataset: the paper datasets come from the generators of the Datasets issues.
+Not a replication dataset: the paper datasets come from the other generators.
 """
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from dataclasses import dataclass
+
+import numpy as np
+
+from common.data.schema import SceneMeta
 
 
-def toy_shapes(n: int, size: int = 32, max_objects: int = 3, seed: int = 0) -> dict[str, Tensor]:
-    """n scenes of 1..max_objects objects: {"image": uint8 [n,H,W,3], "mask": uint8 [n,H,W] (0 = bg)}.
+@dataclass
+class ToyParams:
+    size: int = 32
+    max_objects: int = 3
 
-    Objects are drawn in order, later ones occluding earlier ones; deterministic given `seed`.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")  # [H,W]
-    image = torch.zeros(n, size, size, 3, dtype=torch.uint8)
-    mask = torch.zeros(n, size, size, dtype=torch.uint8)
-    count = torch.randint(1, max_objects + 1, (n,), generator=gen)  # [n]
-    for k in range(max_objects):
-        r = torch.randint(size // 8, size // 4 + 1, (n, 1, 1), generator=gen).float()
-        cy, cx = (torch.rand(2, n, 1, 1, generator=gen) * (size - 2 * r) + r).unbind(0)
-        disc = torch.rand(n, 1, 1, generator=gen) < 0.5
-        inside = torch.where(disc, (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2,
-                             ((yy - cy).abs() <= r) & ((xx - cx).abs() <= r))  # [n,H,W]
+
+def meta(p: ToyParams) -> SceneMeta:
+    return SceneMeta(name="toy_shapes", source="common.data.toy", version="2", image_size=(p.size, p.size),
+                     max_objects=p.max_objects, params=vars(p).copy())
+
+
+def generate(n: int, rng: np.random.Generator, p: ToyParams) -> dict[str, np.ndarray]:
+    """1..max_objects squares or discs per scene, drawn in order (later ones occlude)."""
+    size, m = p.size, p.max_objects
+    yy, xx = np.mgrid[0:size, 0:size]
+    image = np.zeros((n, size, size, 3), np.uint8)
+    mask = np.zeros((n, size, size), np.uint8)
+    count = rng.integers(1, m + 1, size=n)
+    for k in range(m):
+        r = rng.integers(size // 8, size // 4 + 1, size=(n, 1, 1)).astype(np.float32)
+        cy, cx = rng.random((2, n, 1, 1)) * (size - 2 * r) + r
+        disc = rng.random((n, 1, 1)) < 0.5
+        inside = np.where(disc, (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2, (np.abs(yy - cy) <= r) & (np.abs(xx - cx) <= r))
         inside &= (k < count)[:, None, None]
-        colour = (torch.rand(n, 3, generator=gen) * 200 + 55).to(torch.uint8)  # [n,3]
-        image = torch.where(inside[..., None], colour[:, None, None, :], image)
-        mask = torch.where(inside, torch.tensor(k + 1, dtype=torch.uint8), mask)
-    return {"image": image, "mask": mask}
+        colour = rng.integers(55, 256, size=(n, 3)).astype(np.uint8)
+        image = np.where(inside[..., None], colour[:, None, None, :], image)
+        mask[inside] = k + 1
+    visible = np.stack([(mask == k + 1).any((1, 2)) for k in range(m)], 1)
+    return {"image": image, "mask": mask, "num_objects": visible.sum(1).astype(np.int32),
+            "visibility": visible.astype(np.uint8)}

@@ -5,10 +5,12 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import torch
 import yaml
 
 from common.config import ConfigError, deep_merge, flatten, from_dict, load_yaml, resolve_profile, to_dict
-from common.data import toy_shapes
+from common.data import SceneMeta, generate_split, load_meta, load_split
 from common.train.loop import TrainConfig
 
 # Keys that may change between a run and its resumption: they do not alter the trajectory.
@@ -17,11 +19,15 @@ RESUMABLE_KEYS = {"train.steps", "train.save_every", "train.keep_last", "train.l
 
 @dataclass
 class DataConfig:
+    """A generator run in memory (`name`, `params`, `seed`) or a folder from `python -m common.data` (`path`)."""
+
     name: str = "toy_shapes"
-    n_train: int = 512
-    size: int = 32
-    max_objects: int = 3
+    params: dict = field(default_factory=dict)
     seed: int = 0
+    n_train: int = 512
+    path: str | None = None
+    train_split: str = "train"
+    eval_split: str = "test"
 
 
 @dataclass
@@ -53,11 +59,18 @@ def build_model(exp: ExperimentConfig):
     return cls(from_dict(cls.config_class, exp.model_config, "model_config"))
 
 
-def load_train_images(data: DataConfig):
+def load_scenes(data: DataConfig, split: str, n: int | None = None) -> tuple[SceneMeta, dict[str, torch.Tensor]]:
+    """A split in memory as tensors (image uint8 [N,H,W,3], mask uint8 [N,H,W], ...), the first n scenes."""
+    if data.path is not None:
+        meta, batch = load_meta(data.path), load_split(data.path, split)
+    else:
+        meta, batch = generate_split(data.name, n if n is not None else data.n_train, data.seed, split, data.params)
+    return meta, {k: torch.from_numpy(np.array(v[:n])) for k, v in batch.items()}
+
+
+def load_train_images(data: DataConfig) -> torch.Tensor:
     """uint8 [N,H,W,3] training images, in memory."""
-    if data.name == "toy_shapes":
-        return toy_shapes(data.n_train, data.size, data.max_objects, data.seed)["image"]
-    raise ConfigError(f"unknown dataset '{data.name}' (available: toy_shapes)")
+    return load_scenes(data, data.train_split, None if data.path else data.n_train)[1]["image"]
 
 
 def check_resumable(saved: dict, current: dict) -> None:
