@@ -71,3 +71,16 @@ def test_cross_attention_block_needs_memory():
     assert block(torch.randn(2, 5, 16), torch.randn(2, 7, 16)).shape == (2, 5, 16)
     with pytest.raises(ValueError, match="memory"):
         block(torch.randn(2, 5, 16))
+
+
+@pytest.mark.parametrize("padding", [0, 1, 2])
+def test_factorised_first_layer_equals_the_plain_convolution(padding):
+    dec = SpatialBroadcastDecoder(8, (12, 12), (12 + 4 - 2 * padding, 12 + 4 - 2 * padding), [6, 4], [5, 3],
+                                  [padding, 1], position="add")
+    assert dec.factorised
+    z = torch.randn(5, 8, dtype=torch.float64)
+    dec = dec.double()
+    fast = dec(z)
+    x = z[:, :, None, None].expand(-1, -1, *dec.broadcast)
+    plain = dec.net(dec.position(x))
+    torch.testing.assert_close(fast, plain)

@@ -1,0 +1,210 @@
+"""EfficientMORL (Emami et al. 2021): a bottom-up hierarchical VAE with stochastic slot attention
+(Stage 1) and lightweight iterative amortised refinement (Stage 2); Algorithm 1, §3, App. F.
+
+Images enter in [0,1]. Deviations from the paper and from the official code: papers/emorl/README.md.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from common.hub import HubModel
+from common.nn import SpatialBroadcastDecoder
+from common.nn.decoders import split_rgb_mask
+from common.output import ModelOutput
+from common.prob import DiagonalGaussian, GECOLagrangeNLL, gaussian_nll, masked_mean_image, mixture_nll
+from papers.emorl.modules import ImageEncoder, PriorLayer, RefinementNetwork, StochasticLayer
+
+PRIORS = ("reversed++", "reversed", "bottom_up")
+DECODERS = {  # (broadcast padding, channels, kernels, paddings, strides, activation)
+    "iodine": (10, (64, 64, 64, 64, 4), (3, 3, 3, 3, 3), (0, 0, 0, 0, 0), None, "elu"),  # App. F.1
+    "small": (6, (32, 32, 32, 4), (5, 5, 5, 3), (1, 1, 1, 1), None, "relu"),  # Tetrominoes, App. F.1
+}
+
+
+@dataclass
+class EMORLConfig:
+    """Defaults: Tetrominoes (App. F.1: K=4, D=32, L=3, Gaussian sigma 0.3, small decoder)."""
+
+    resolution: tuple[int, int] = (35, 35)
+    num_slots: int = 4  # K
+    slot_dim: int = 32  # D
+    stochastic_layers: int = 3  # L
+    encoder_channels: tuple[int, ...] = (64, 64, 64, 64)
+    decoder: str = "small"  # "iodine" (CLEVR6, Multi-dSprites) or "small" (Tetrominoes)
+    likelihood: str = "gaussian"  # "gaussian" (Eq. 12) or "mixture" (Eq. 13)
+    sigma: float = 0.3
+    prior: str = "reversed++"  # "reversed++" (default, §3.3), "reversed", "bottom_up" (Fig. 12)
+    refinement_steps: int = 3  # I during training before the curriculum switches
+    curriculum: tuple[tuple[int, int], ...] = ()  # ((step, I), ...): from `step` on, train with I
+    test_refinement_steps: int | None = None  # I at test time (None: the last curriculum I)
+    loss_weights: str = "paper"  # "paper" (Eq. 8) or "official" ((I+3-i)/(I+1), the released code)
+    geco_target: float | None = None  # per pixel-channel NLL target (App. F.2); None = plain ELBO
+    geco_step: float = 1e-6
+    geco_alpha: float = 0.99
+    geco_floor: float = 0.55
+    geco_warm_start: int = 1000
+    geco_acceleration: float = 1.0
+
+
+class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
+    config_class = EMORLConfig
+    citation = """@inproceedings{emami2021efficient,
+  title={Efficient Iterative Amortized Inference for Learning Symmetric and Disentangled Multi-Object Representations},
+  author={Emami, Patrick and He, Pan and Ranka, Sanjay and Rangarajan, Anand},
+  booktitle={ICML}, year={2021}}"""
+
+    def __init__(self, config: EMORLConfig):
+        super().__init__()
+        self.config = c = config
+        if c.prior not in PRIORS or c.decoder not in DECODERS or c.likelihood not in ("gaussian", "mixture"):
+            raise ValueError(f"EMORL config: prior in {PRIORS}, decoder in {tuple(DECODERS)}, "
+                             f"likelihood gaussian|mixture; got {c.prior!r}, {c.decoder!r}, {c.likelihood!r}")
+        d = c.slot_dim
+        self.encoder = ImageEncoder(c.resolution, c.encoder_channels)
+        self.layer = StochasticLayer(c.encoder_channels[-1], d)
+        self.lambda0 = nn.Parameter(torch.cat([torch.zeros(d), torch.full((d,), math.log(math.e - 1))]))  # mu 0, var 1
+        self.prior = PriorLayer(d)
+        self.refine = RefinementNetwork(d)
+        pad, ch, ks, ps, ss, act = DECODERS[c.decoder]
+        h, w = c.resolution
+        self.decoder = SpatialBroadcastDecoder(d, (h, w), (h + pad, w + pad), ch, ks, ps, ss, "add", act)
+        target = None if c.geco_target is None else c.geco_target * 3 * h * w
+        self.geco = None if target is None else GECOLagrangeNLL(
+            target, c.geco_step, c.geco_alpha, c.geco_floor, c.geco_warm_start, c.geco_acceleration)
+
+    # -- Stage 1 -------------------------------------------------------------------------------
+    def bottom_up(self, images: Tensor, z0: Tensor | None = None):
+        """Algorithm 1 lines 2-17: posteriors q(z^l | x, z^{l-1}), samples z^l, attentions (l = 1..L) and
+        lambda^L [B,K,2D]. z0 [B,K,D] replaces the sample of q(z^0) (to test equivariance, App. A.1)."""
+        b, k, d = images.shape[0], self.config.num_slots, self.config.slot_dim
+        features = self.encoder(images)  # [B,N,C]
+        lam = self.lambda0.expand(b, k, 2 * d)  # [B,K,2D]
+        z = DiagonalGaussian.from_params(*lam.chunk(2, -1)).rsample() if z0 is None else z0  # [B,K,D]
+        posteriors, samples, attns = [], [], []
+        for l in range(self.config.stochastic_layers):
+            lam, attn = self.layer(features, z, lam)
+            if l == self.config.stochastic_layers - 1 and torch.is_grad_enabled() and not lam.requires_grad:
+                lam = lam.detach().requires_grad_(True)  # frozen parameters: refinement still needs dL/dlambda
+            q = DiagonalGaussian.from_params(*lam.chunk(2, -1))
+            z = q.rsample()
+            posteriors.append(q), samples.append(z), attns.append(attn)
+        return posteriors, samples, attns, lam
+
+    def hierarchical_kl(self, posteriors: list[DiagonalGaussian], samples: list[Tensor]) -> tuple[Tensor, DiagonalGaussian]:
+        """Eq. 4 (or its reversed variant) per image [B], and the prior the refinement KL uses."""
+        L = len(posteriors)
+        kl = 0.0
+        if self.config.prior == "bottom_up":  # p(z^1) = N(0, I), p(z^l | z^{l-1})
+            priors = [DiagonalGaussian.standard(samples[0])] + [self.prior(samples[l - 1]) for l in range(1, L)]
+            refine_prior = priors[-1]
+        else:  # reversed: p(z^L) = N(0, I), p(z^l | z^{l+1})
+            priors = [self.prior(samples[l + 1]) for l in range(L - 1)] + [DiagonalGaussian.standard(samples[-1])]
+            refine_prior = priors[0] if self.config.prior == "reversed++" else priors[-1]
+        for q, p in zip(posteriors, priors):
+            kl = kl + q.kl(p).sum((1, 2))
+        return kl, refine_prior
+
+    # -- decoding and the per-image loss ---------------------------------------------------------
+    def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """z [B,K,D] -> RGB y [B,K,3,H,W] (sigmoid), log masks log pi [B,K,1,H,W] (log-softmax over K)."""
+        rgb, logits = split_rgb_mask(self.decoder(z.flatten(0, 1)), z.shape[0])
+        return rgb.sigmoid(), logits.log_softmax(1)
+
+    def nll(self, images: Tensor, rgb: Tensor, log_masks: Tensor) -> Tensor:
+        """Eq. 12 or 13 without the 1/2 log 2pi constant (as EMORL), summed over C,H,W: [B]."""
+        c = self.config
+        x, y, log_m = images.float(), rgb.float(), log_masks.float()
+        if c.likelihood == "gaussian":
+            return gaussian_nll(x, masked_mean_image(y, log_m.exp()), c.sigma)
+        return mixture_nll(x, y, log_m, c.sigma)
+
+    def refinement_steps(self, step: int | None) -> int:
+        c = self.config
+        if not self.training:
+            return c.test_refinement_steps if c.test_refinement_steps is not None else \
+                (c.curriculum[-1][1] if c.curriculum else c.refinement_steps)
+        steps = c.refinement_steps
+        for start, value in c.curriculum:
+            if step is not None and step >= start:
+                steps = value
+        return steps
+
+    def iteration_weights(self, steps: int) -> list[float]:
+        """Eq. 8: L^(L,0) + sum_i (I-(i-1))/(I+1) L^(L,i); 'official': (I+3-i)/(I+1), i = 0..I."""
+        if self.config.loss_weights == "official":
+            return [(steps + 3 - i) / (steps + 1) for i in range(steps + 1)]
+        return [1.0] + [(steps - (i - 1)) / (steps + 1) for i in range(1, steps + 1)]
+
+    def _loss(self, nll: Tensor, kl: Tensor) -> Tensor:
+        """Batch loss of one iteration: the ELBO, or its GECO form (App. F.2) once GECO is active."""
+        if self.geco is None:
+            return (nll + kl).mean()
+        return self.geco.loss(nll.mean(), kl.mean())
+
+    def _weighted_sum(self, nll: Tensor, kl: Tensor) -> Tensor:
+        """Scalar whose gradient w.r.t. one image's lambda is that image's loss gradient (for f_phi)."""
+        w = self.geco.weight if (self.geco is not None and self.geco.active) else 1.0
+        return (w * nll + kl).sum()
+
+    # -- the two stages --------------------------------------------------------------------------
+    def infer(self, images: Tensor, steps: int, z0: Tensor | None = None) -> dict:
+        """Two-stage inference. Returns per-iteration nll, kl, masks, rgb, lambda and Stage-1 attentions.
+
+        Refinement needs dL/dlambda even at test time, so gradients are on whenever steps > 0.
+        """
+        with torch.set_grad_enabled(torch.is_grad_enabled() or steps > 0):
+            return self._infer(images, steps, z0)
+
+    def _infer(self, images: Tensor, steps: int, z0: Tensor | None) -> dict:
+        posteriors, samples, attns, lam = self.bottom_up(images, z0)
+        kl0, refine_prior = self.hierarchical_kl(posteriors, samples)
+        rgb, log_m = self.decode(samples[-1])
+        its = {"nll": [self.nll(images, rgb, log_m)], "kl": [kl0], "log_masks": [log_m], "rgb": [rgb], "lambda": [lam]}
+        h = None
+        for _ in range(steps):
+            grad, = torch.autograd.grad(self._weighted_sum(its["nll"][-1], its["kl"][-1]), lam,
+                                        retain_graph=True)  # first order only: no create_graph
+            delta, h = self.refine(lam, grad.detach(), h)
+            lam = lam + delta
+            q = DiagonalGaussian.from_params(*lam.chunk(2, -1))
+            rgb, log_m = self.decode(q.rsample())
+            its["nll"].append(self.nll(images, rgb, log_m))
+            its["kl"].append(q.kl(refine_prior).sum((1, 2)))
+            its["log_masks"].append(log_m), its["rgb"].append(rgb), its["lambda"].append(lam)
+        its.update(posteriors=posteriors, attention=attns, samples=samples)
+        return its
+
+    def forward(self, images: Tensor, step: int | None = None, steps: int | None = None,
+                z0: Tensor | None = None) -> ModelOutput:
+        steps = self.refinement_steps(step) if steps is None else steps
+        its = self.infer(images, steps, z0)
+        weights = self.iteration_weights(steps)
+        loss = sum(w * self._loss(n, k) for w, n, k in zip(weights, its["nll"], its["kl"]))
+        masks = its["log_masks"][-1].exp()
+        recon = (masks * its["rgb"][-1]).sum(1)
+        nll, kl = its["nll"][-1].mean().detach(), its["kl"][-1].mean().detach()
+        logs = {"nll": nll, "kl": kl, "refinement_steps": float(steps)}
+        if self.geco is not None:
+            logs.update(geco_weight=self.geco.weight.detach(), geco_c_ema=self.geco.c_ema.detach())
+        slots = its["lambda"][-1][..., : self.config.slot_dim]
+        return ModelOutput(loss=loss, recon=recon, masks=masks, slots=slots, logs=logs)
+
+    def after_step(self, out: ModelOutput) -> None:
+        """GECO's Lagrange update from the last iteration's batch-mean NLL (App. F.2)."""
+        if self.geco is not None:
+            self.geco.update(out.logs["nll"])
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
+        """Ancestral sample from the reversed hierarchy's top prior N(0, I) (or the bottom-up chain): [n,3,H,W]."""
+        c = self.config
+        z = temperature * torch.randn(n, c.num_slots, c.slot_dim, device=self.lambda0.device)
+        if c.prior == "bottom_up":
+            for _ in range(c.stochastic_layers - 1):
+                z = self.prior(z).rsample(temperature)
+        rgb, log_m = self.decode(z)
+        return (log_m.exp() * rgb).sum(1)
