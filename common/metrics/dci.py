@@ -89,3 +89,27 @@ def match_slots(pred_masks: Tensor, true_mask: Tensor, object_ids: list[int], mi
     iou = mask_iou(pred_hard, true_mask, object_ids)  # [M,K]
     rows, cols = hungarian_matching(iou[None], maximize=True)[0]
     return [(int(r), int(c)) for r, c in zip(rows, cols) if iou[r, c] >= min_iou]
+
+
+def slot_factor_table(masks: Tensor, slots: Tensor, true_mask: Tensor, visibility: Tensor,
+                      factors: dict[str, Tensor], specs, num_background: int = 1, min_iou: float = 0.1):
+    """Pool (slot code, object factors) pairs over images for DCI (EMORL App. E.2).
+
+    masks [N,K,1,H,W], slots [N,K,D], true_mask [N,H,W], visibility [N,M], factors {name: [N,M,*shape]},
+    specs: the dataset's FactorSpecs. Vector factors become one column per component.
+    Returns codes [P,D], factor table [P,F'], kinds [F'], names [F'].
+    """
+    names, kinds = [], []
+    for spec in specs:
+        width = int(np.prod(spec.shape)) if spec.shape else 1
+        names += [spec.name] if width == 1 else [f"{spec.name}_{i}" for i in range(width)]
+        kinds += [spec.kind] * width
+    codes, rows = [], []
+    for i in range(len(masks)):
+        objects = [j for j in range(visibility.shape[1]) if visibility[i, j]]
+        ids = [num_background + j for j in objects]
+        for obj, slot in match_slots(masks[i, :, 0], true_mask[i], ids, min_iou):
+            j = objects[obj]
+            codes.append(slots[i, slot].float().cpu().numpy())
+            rows.append(np.concatenate([np.atleast_1d(factors[s.name][i, j].cpu().numpy()).reshape(-1) for s in specs]))
+    return np.array(codes), np.array(rows), kinds, names

@@ -25,6 +25,7 @@ class DataConfig:
     params: dict = field(default_factory=dict)
     seed: int = 0
     n_train: int = 512
+    n_eval: int = 320  # held-out scenes evaluated (EMORL, GENESIS-v2, SRI: 320)
     path: str | None = None
     train_split: str = "train"
     eval_split: str = "test"
@@ -36,6 +37,7 @@ class ExperimentConfig:
     model_config: dict = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: dict = field(default_factory=dict)  # paper-specific evaluation settings, checked by the paper
     profile: str | None = None
 
 

@@ -1,0 +1,127 @@
+"""The stages every paper's DVC pipeline runs: prepare data -> train -> evaluate -> report.
+
+A paper supplies `papers/<paper>/configs/<dataset>.yaml` (an experiment with profiles), an evaluate
+function and a report notebook; `python -m papers.<paper>.pipeline STAGE --dataset D --profile P`
+runs one stage. Outputs: data/<paper>/<dataset>-<profile>, runs/<paper>/<dataset>-<profile> and
+reports/<paper>/<dataset>-<profile>.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.config import ConfigError
+from common.data import DatasetError, generate_dataset, load_meta
+from common.hub import CheckpointError
+from common.train.experiment import ExperimentConfig, load_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("prepare", "train", "evaluate", "report")
+
+
+@dataclass
+class Stage:
+    paper: str
+    dataset: str
+    profile: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}-{self.profile}"
+
+    @property
+    def config_path(self) -> Path:
+        return ROOT / "papers" / self.paper / "configs" / f"{self.dataset}.yaml"
+
+    @property
+    def data_dir(self) -> Path:
+        return ROOT / "data" / self.paper / self.name
+
+    @property
+    def run_dir(self) -> Path:
+        return ROOT / "runs" / self.paper / self.name
+
+    @property
+    def report_dir(self) -> Path:
+        return ROOT / "reports" / self.paper / self.name
+
+    def experiment(self) -> ExperimentConfig:
+        if not self.config_path.is_file():
+            available = sorted(p.stem for p in self.config_path.parent.glob("*.yaml"))
+            raise ConfigError(f"no config for dataset '{self.dataset}' in papers/{self.paper}/configs "
+                              f"(available: {', '.join(available)})")
+        return load_experiment(self.config_path, self.profile)
+
+
+def prepare(stage: Stage) -> Path:
+    """Generate the dataset of this profile, or check that the configured (converted) folder exists."""
+    exp = stage.experiment()
+    if exp.data.path is not None:  # a converted release: check it, and record which one this stage used
+        meta = load_meta(ROOT / exp.data.path)  # raises a clear error if it has not been converted yet
+        stage.data_dir.mkdir(parents=True, exist_ok=True)
+        (stage.data_dir / "source.json").write_text(json.dumps({"path": exp.data.path, "splits": meta.splits}))
+        return ROOT / exp.data.path
+    sizes = {exp.data.train_split: exp.data.n_train, exp.data.eval_split: exp.data.n_eval}
+    return generate_dataset(exp.data.name, stage.data_dir, sizes, exp.data.seed, exp.data.params, overwrite=True)
+
+
+def data_path(stage: Stage) -> Path:
+    exp = stage.experiment()
+    return ROOT / exp.data.path if exp.data.path is not None else stage.data_dir
+
+
+def train(stage: Stage, resume: bool = False) -> Path:
+    """Run the shared training CLI on the prepared data (a fresh run unless `resume`)."""
+    from common.train.__main__ import parse_args, run
+    if stage.run_dir.exists() and not resume:
+        shutil.rmtree(stage.run_dir)
+    args = [str(stage.config_path), "--out", str(stage.run_dir), "--profile", stage.profile,
+            "--set", f"data.path={data_path(stage)}"] + (["--resume"] if resume else [])
+    return run(parse_args(args))
+
+
+def render_report(stage: Stage, notebook: Path) -> Path:
+    """Execute the paper's notebook for this dataset/profile and write report.md beside the metrics."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import MarkdownExporter
+
+    nb = nbformat.read(notebook, as_version=4)
+    os.environ.update(REPORT_DIR=str(stage.report_dir), REPORT_DATASET=stage.dataset, REPORT_PROFILE=stage.profile)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    body, resources = MarkdownExporter(exclude_input=True).from_notebook_node(nb)
+    stage.report_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in resources.get("outputs", {}).items():
+        (stage.report_dir / name).write_bytes(data)
+    out = stage.report_dir / "report.md"
+    out.write_text(body)
+    return out
+
+
+def main(paper: str, evaluate: Callable[[Stage], Path], argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog=f"python -m papers.{paper}.pipeline")
+    p.add_argument("stage", choices=STAGES)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--profile", default="smoke", choices=("smoke", "short", "paper"))
+    p.add_argument("--resume", action="store_true", help="train: continue the existing run")
+    args = p.parse_args(argv)
+    stage = Stage(paper, args.dataset, args.profile)
+    try:
+        if args.stage == "prepare":
+            print(f"data: {prepare(stage)}")
+        elif args.stage == "train":
+            print(f"run: {train(stage, args.resume)}")
+        elif args.stage == "evaluate":
+            print(f"metrics: {evaluate(stage)}")
+        else:
+            print(f"report: {render_report(stage, ROOT / 'papers' / paper / 'report.ipynb')}")
+    except (ConfigError, DatasetError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
