@@ -16,13 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.config import ConfigError
+from common.config import ConfigError, parse_overrides
 from common.data import DatasetError, generate_dataset, load_meta
 from common.hub import CheckpointError
 from common.train.experiment import ExperimentConfig, load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("prepare", "train", "evaluate", "report")
+OUTPUT_ROOT_ENV = "OCREPRO_OUTPUT_ROOT"  # where data/, runs/ and reports/ go (default: the repository)
+
+
+def output_root() -> Path:
+    return Path(os.environ.get(OUTPUT_ROOT_ENV, ROOT))
 
 
 @dataclass
@@ -30,6 +35,7 @@ class Stage:
     paper: str
     dataset: str
     profile: str
+    overrides: tuple[str, ...] = ()  # KEY=VALUE config overrides, as `python -m common.train --set`
 
     @property
     def name(self) -> str:
@@ -41,22 +47,22 @@ class Stage:
 
     @property
     def data_dir(self) -> Path:
-        return ROOT / "data" / self.paper / self.name
+        return output_root() / "data" / self.paper / self.name
 
     @property
     def run_dir(self) -> Path:
-        return ROOT / "runs" / self.paper / self.name
+        return output_root() / "runs" / self.paper / self.name
 
     @property
     def report_dir(self) -> Path:
-        return ROOT / "reports" / self.paper / self.name
+        return output_root() / "reports" / self.paper / self.name
 
     def experiment(self) -> ExperimentConfig:
         if not self.config_path.is_file():
             available = sorted(p.stem for p in self.config_path.parent.glob("*.yaml"))
             raise ConfigError(f"no config for dataset '{self.dataset}' in papers/{self.paper}/configs "
                               f"(available: {', '.join(available)})")
-        return load_experiment(self.config_path, self.profile)
+        return load_experiment(self.config_path, self.profile, parse_overrides(list(self.overrides)))
 
 
 def prepare(stage: Stage) -> Path:
@@ -76,13 +82,15 @@ def data_path(stage: Stage) -> Path:
     return ROOT / exp.data.path if exp.data.path is not None else stage.data_dir
 
 
-def train(stage: Stage, resume: bool = False) -> Path:
-    """Run the shared training CLI on the prepared data (a fresh run unless `resume`)."""
+def train(stage: Stage, resume: bool = False, data: Stage | None = None) -> Path:
+    """Run the shared training CLI on the prepared data of `data` (default: this stage's own);
+    a fresh run unless `resume`."""
     from common.train.__main__ import parse_args, run
     if stage.run_dir.exists() and not resume:
         shutil.rmtree(stage.run_dir)
     args = [str(stage.config_path), "--out", str(stage.run_dir), "--profile", stage.profile,
-            "--set", f"data.path={data_path(stage)}"] + (["--resume"] if resume else [])
+            "--set", f"data.path={data_path(data or stage)}"] + [a for o in stage.overrides for a in ("--set", o)]
+    args += ["--resume"] if resume else []
     return run(parse_args(args))
 
 
@@ -104,14 +112,19 @@ def render_report(stage: Stage, notebook: Path) -> Path:
     return out
 
 
-def main(paper: str, evaluate: Callable[[Stage], Path], argv: list[str] | None = None) -> int:
+def main(paper: str, evaluate: Callable[[Stage], Path], argv: list[str] | None = None,
+         extra: dict[str, Callable[[Stage], Path]] | None = None) -> int:
+    """CLI of a paper's pipeline; `extra` adds paper-specific stages (e.g. a baseline)."""
+    extra = extra or {}
     p = argparse.ArgumentParser(prog=f"python -m papers.{paper}.pipeline")
-    p.add_argument("stage", choices=STAGES)
+    p.add_argument("stage", choices=STAGES + tuple(extra))
     p.add_argument("--dataset", required=True)
     p.add_argument("--profile", default="smoke", choices=("smoke", "short", "paper"))
     p.add_argument("--resume", action="store_true", help="train: continue the existing run")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every stage (e.g. train.steps=10)")
     args = p.parse_args(argv)
-    stage = Stage(paper, args.dataset, args.profile)
+    stage = Stage(paper, args.dataset, args.profile, tuple(args.overrides))
     try:
         if args.stage == "prepare":
             print(f"data: {prepare(stage)}")
@@ -119,6 +132,8 @@ def main(paper: str, evaluate: Callable[[Stage], Path], argv: list[str] | None =
             print(f"run: {train(stage, args.resume)}")
         elif args.stage == "evaluate":
             print(f"metrics: {evaluate(stage)}")
+        elif args.stage in extra:
+            print(f"{args.stage}: {extra[args.stage](stage)}")
         else:
             print(f"report: {render_report(stage, ROOT / 'papers' / paper / 'report.ipynb')}")
     except (ConfigError, DatasetError, CheckpointError) as err:

@@ -22,6 +22,7 @@ from common.provenance import provenance
 from common.train.experiment import load_scenes
 from common.train.loop import to_float_images
 from common.viz import colour_masks, decomposition_rows, grid, save_decomposition, save_png
+from common.models import SlotAttentionAutoEncoder
 from papers.emorl.model import EfficientMORL
 
 
@@ -32,6 +33,7 @@ class EMORLEval:
     batch_size: int = 32
     dci: bool = True
     activeness_images: int = 100
+    baseline: bool = True  # compare DCI/activeness with the Slot Attention baseline when it was trained
     seed: int = 0
 
 
@@ -58,8 +60,30 @@ def summary(r: dict) -> dict:
             "mse": float(r["mse"].mean()), "kl": float(r["kl"].mean()), "n_images": int(len(r["ari_fg"]))}
 
 
-def disentanglement(model, data, meta, result, cfg: EMORLEval) -> dict:
-    """DCI on matched (posterior mean, object factors) pairs, and activeness of the latent dimensions."""
+def baseline_stage(stage: Stage) -> Stage:
+    """The Slot Attention baseline trained on this stage's data (configs/<dataset>_slot_attention.yaml)."""
+    return Stage(stage.paper, f"{stage.dataset}_slot_attention", stage.profile, stage.overrides)
+
+
+@torch.no_grad()
+def baseline(stage: Stage, data, meta, cfg: EMORLEval) -> dict:
+    """Table 3's Slot Attention column on the same scenes: its slots, masks, DCI and activeness."""
+    base = baseline_stage(stage)
+    if not (base.run_dir / "model").is_dir():
+        return {"status": f"not trained: python -m papers.emorl.pipeline baseline --dataset {stage.dataset}"}
+    model = SlotAttentionAutoEncoder.from_pretrained(base.run_dir / "model")
+    torch.manual_seed(cfg.seed)
+    outs = [model(to_float_images(data["image"][s:s + cfg.batch_size]))
+            for s in range(0, len(data["image"]), cfg.batch_size)]
+    result = {"masks": torch.cat([o.masks for o in outs]), "slots": torch.cat([o.slots for o in outs])}
+    ari = ari_fg(data["mask"], result["masks"], meta.background_ids)
+    record = {"model": "Slot Attention (common.models)", "steps": base.experiment().train.steps,
+              "ari_fg": float(ari.mean())}
+    return record | disentanglement(lambda z: model.decode(z)[0], data, meta, result, cfg)
+
+
+def disentanglement(decode, data, meta, result, cfg: EMORLEval) -> dict:
+    """DCI on matched (slot code, object factors) pairs, and activeness of the latent dimensions."""
     out = {}
     if cfg.dci and meta.factors:
         codes, factors, kinds, names = slot_factor_table(
@@ -70,11 +94,6 @@ def disentanglement(model, data, meta, result, cfg: EMORLEval) -> dict:
             out["dci"] = {k: d[k] for k in ("disentanglement", "completeness", "informativeness", "n_objects")}
             out["dci"]["factors"] = dict(zip(names, d["informativeness_per_factor"]))
     latents = result["slots"][: cfg.activeness_images]
-
-    def decode(z):
-        rgb, log_m = model.decode(z)
-        return (log_m.exp() * rgb).sum(1)
-
     act = activeness(decode, latents, steps=10, seed=cfg.seed)
     out["activeness"] = {"per_dim": act.tolist(), "active_dims": int((act > 0.01 * act.max()).sum()),
                          "n_images": int(len(latents))}
@@ -106,8 +125,7 @@ def figures(model: EfficientMORL, data: dict, out_dir: Path, steps: int, seed: i
     for d in dims:
         z = slots.repeat(7, 1, 1)
         z[:, k, d] = torch.linspace(-2, 2, 7)
-        r, log_m = model.decode(z)
-        rows.append((log_m.exp() * r).sum(1))
+        rows.append(model.decode_image(z))
     save_png(grid(rows), out_dir / "traversals.png", scale=2)
 
 
@@ -130,8 +148,10 @@ def evaluate(stage: Stage) -> Path:
         "seed": exp.train.seed, "num_slots": model.config.num_slots, "test_refinement_steps": test_steps,
         "metrics": summary(main),
         "refinement_sweep": {str(i): summary(r) for i, r in sweep.items()},
-        **disentanglement(model, data, meta, main, cfg), **provenance(),
+        **disentanglement(model.decode_image, data, meta, main, cfg), **provenance(),
     }
+    if cfg.baseline:
+        record["baseline"] = baseline(stage, data, meta, cfg)
     if 0 in sweep and 1 in sweep:
         record["ari_ratio_i0_over_i1"] = float(sweep[0]["ari_fg"].mean() / sweep[1]["ari_fg"].mean())
     stage.report_dir.mkdir(parents=True, exist_ok=True)

@@ -114,6 +114,11 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
         rgb, logits = split_rgb_mask(self.decoder(z.flatten(0, 1)), z.shape[0])
         return rgb.sigmoid(), logits.log_softmax(1)
 
+    def decode_image(self, z: Tensor) -> Tensor:
+        """z [B,K,D] -> the reconstructed image sum_k pi_k y_k [B,3,H,W]."""
+        rgb, log_m = self.decode(z)
+        return (log_m.exp() * rgb).sum(1)
+
     def nll(self, images: Tensor, rgb: Tensor, log_masks: Tensor) -> Tensor:
         """Eq. 12 or 13 without the 1/2 log 2pi constant (as EMORL), summed over C,H,W: [B]."""
         c = self.config
@@ -206,5 +211,4 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
         if c.prior == "bottom_up":
             for _ in range(c.stochastic_layers - 1):
                 z = self.prior(z).rsample(temperature)
-        rgb, log_m = self.decode(z)
-        return (log_m.exp() * rgb).sum(1)
+        return self.decode_image(z)

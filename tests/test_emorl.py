@@ -1,0 +1,153 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+
+from common.prob import DiagonalGaussian
+from papers.emorl.model import EfficientMORL, EMORLConfig
+from papers.emorl.modules import DualGRU
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = EMORLConfig(resolution=(16, 16), num_slots=3, slot_dim=8, encoder_channels=(8, 8), decoder="small")
+
+
+def test_dual_gru_equals_two_separate_grus():
+    gru = DualGRU(5)
+    theta, lam = torch.randn(4, 5), torch.randn(4, 10)
+    fused = gru(theta, lam)
+    torch.testing.assert_close(fused[:, :5], gru.gru_mu(theta, lam[:, :5]))
+    torch.testing.assert_close(fused[:, 5:], gru.gru_s(theta, lam[:, 5:]))
+
+
+def test_posterior_is_equivariant_to_shuffling_z0(monkeypatch):
+    """App. A.1: permuting z^0 permutes every layer's posterior parameters the same way."""
+    monkeypatch.setattr(DiagonalGaussian, "rsample", lambda self, temperature=1.0: self.mean)
+    model = EfficientMORL(TINY).eval()
+    x, z0, perm = torch.rand(2, 3, 16, 16), torch.randn(2, 3, 8), torch.tensor([2, 0, 1])
+    q, _, _, lam = model.bottom_up(x, z0)
+    q_p, _, _, lam_p = model.bottom_up(x, z0[:, perm])
+    for a, b in zip(q, q_p):
+        torch.testing.assert_close(b.mean, a.mean[:, perm], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(b.var, a.var[:, perm], rtol=1e-5, atol=1e-5)
+    out, out_p = model(x, steps=2, z0=z0), model(x, steps=2, z0=z0[:, perm])
+    torch.testing.assert_close(out_p.slots, out.slots[:, perm], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out_p.masks, out.masks[:, perm], rtol=1e-4, atol=1e-4)
+
+
+def test_refinement_inputs_carry_no_second_order_terms():
+    model = EfficientMORL(TINY)
+    seen = []
+    model.refine.register_forward_pre_hook(lambda mod, args: seen.append(args[1]))
+    out = model(torch.rand(2, 3, 16, 16), steps=3)
+    assert len(seen) == 3 and all(g.grad_fn is None and not g.requires_grad for g in seen)
+    out.loss.backward()  # the parameter gradients exist without a second-order graph
+    assert model.refine.delta_mu.weight.grad is not None
+
+
+def test_refinement_works_under_no_grad_with_frozen_parameters():
+    model = EfficientMORL(TINY).eval().requires_grad_(False)
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 16, 16), steps=2)
+    assert torch.isfinite(out.loss) and out.masks.shape == (2, 3, 1, 16, 16)
+
+
+def test_loss_weights_eq_8_and_the_official_switch():
+    model = EfficientMORL(TINY)
+    assert model.iteration_weights(3) == [1.0, 0.75, 0.5, 0.25]
+    assert model.iteration_weights(1) == [1.0, 0.5]
+    official = EfficientMORL(EMORLConfig(**{**TINY.__dict__, "loss_weights": "official"}))
+    assert official.iteration_weights(3) == [1.5, 1.25, 1.0, 0.75]
+
+
+def test_loss_is_the_weighted_sum_of_iteration_elbos(monkeypatch):
+    model = EfficientMORL(TINY)
+    torch.manual_seed(0)
+    out = model(torch.rand(2, 3, 16, 16), steps=2)
+    torch.manual_seed(0)
+    its = model.infer(torch.rand(2, 3, 16, 16), 2)
+    expected = sum(w * (n + k).mean() for w, n, k in zip([1.0, 2 / 3, 1 / 3], its["nll"], its["kl"]))
+    torch.testing.assert_close(out.loss, expected)
+
+
+def test_refinement_curriculum():
+    model = EfficientMORL(EMORLConfig(**{**TINY.__dict__, "curriculum": ((100, 1),), "test_refinement_steps": None}))
+    assert model.refinement_steps(0) == 3 and model.refinement_steps(99) == 3 and model.refinement_steps(100) == 1
+    assert model.eval().refinement_steps(None) == 1
+
+
+def test_clevr6_parameter_count_is_close_to_the_paper():
+    model = EfficientMORL(EMORLConfig(resolution=(96, 96), num_slots=7, slot_dim=64, decoder="iodine",
+                                      likelihood="mixture", sigma=0.1))
+    n = sum(p.numel() for p in model.parameters())
+    assert abs(n - 666_000) / 666_000 < 0.01, n  # App. E.3: ~666K
+
+
+def test_geco_activates_and_updates(monkeypatch):
+    model = EfficientMORL(EMORLConfig(**{**TINY.__dict__, "geco_target": -1.0, "geco_warm_start": 1}))
+    out = model(torch.rand(2, 3, 16, 16), steps=1)
+    model.after_step(out)
+    assert model.geco.active and model.geco.c_ema.item() == pytest.approx(-1.0 * 3 * 256 - out.logs["nll"].item())
+
+
+def test_from_pretrained_round_trip(tmp_path):
+    model = EfficientMORL(TINY).eval()
+    model.save_pretrained(tmp_path / "m")
+    loaded = EfficientMORL.from_pretrained(tmp_path / "m")
+    x, z0 = torch.rand(2, 3, 16, 16), torch.randn(2, 3, 8)
+    torch.manual_seed(1)
+    a = model(x, steps=1, z0=z0)
+    torch.manual_seed(1)
+    b = loaded(x, steps=1, z0=z0)
+    torch.testing.assert_close(a.recon, b.recon, rtol=0, atol=0)
+
+
+def _pipeline(tmp_path, stage, *extra):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OCREPRO_OUTPUT_ROOT": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    sets = ["train.steps=4", "train.save_every=2", "data.n_train=16", "data.n_eval=8",
+            "eval.refinement_sweep=[0,1]", "eval.activeness_images=4"]
+    cmd = [sys.executable, "-m", "papers.emorl.pipeline", stage, "--dataset", "tetrominoes", "--profile", "smoke"]
+    return subprocess.run(cmd + [a for s in sets for a in ("--set", s)] + list(extra), cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_smoke_pipeline_through_the_real_cli(tmp_path):
+    for stage in ("prepare", "train", "baseline", "evaluate", "report"):
+        out = _pipeline(tmp_path, stage)
+        assert out.returncode == 0, (stage, out.stderr[-2000:])
+    report = tmp_path / "reports" / "emorl" / "tetrominoes-smoke"
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["profile"] == "smoke" and metrics["metrics"]["n_images"] == 8
+    assert set(metrics["refinement_sweep"]) == {"0", "1", "3"} and "ari_ratio_i0_over_i1" in metrics
+    assert {"dci", "activeness"} <= set(metrics["baseline"]) and metrics["baseline"]["steps"] == 4
+    text = (report / "report.md").read_text()
+    assert "Smoke profile: these numbers are not a replication" in text and "98.2 ± 1.8" in text
+    assert all((report / f).is_file() for f in ("decomposition.png", "intermediate_posteriors.png", "traversals.png"))
+
+
+def test_geco_state_survives_resume(tmp_path):
+    """N steps straight == N/2 + save + fresh process + N/2, GECO buffers included (bitwise on CPU)."""
+    geco = ["model_config.geco_warm_start=1"]
+    runs = {}
+    for name, extra in (("straight", []), ("resumed", ["--stop-at", "2"])):
+        root = tmp_path / name
+        assert _pipeline(root, "prepare").returncode == 0
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        cfg = ROOT / "papers/emorl/configs/tetrominoes.yaml"
+        base = [sys.executable, "-m", "common.train", str(cfg), "--profile", "smoke", "--out", str(root / "run"),
+                "--set", f"data.path={root / 'data/emorl/tetrominoes-smoke'}", "--set", "train.steps=4",
+                "--set", "train.save_every=2"] + [a for s in geco for a in ("--set", s)]
+        first = subprocess.run(base + extra, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert first.returncode == 0, first.stderr[-2000:]
+        if extra:
+            second = subprocess.run(base + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+            assert second.returncode == 0, second.stderr[-2000:]
+        runs[name] = safetensors.torch.load_file(str(root / "run" / "model" / "model.safetensors"))
+    a, b = runs["straight"], runs["resumed"]
+    assert {"geco.zeta", "geco.c_ema", "geco.steps"} <= set(a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert a["geco.steps"].item() == 4 and a["geco.c_ema"].item() != 0
