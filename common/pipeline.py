@@ -69,7 +69,12 @@ def prepare(stage: Stage) -> Path:
     """Generate the dataset of this profile, or check that the configured (converted) folder exists."""
     exp = stage.experiment()
     if exp.data.path is not None:  # a converted release: check it, and record which one this stage used
-        meta = load_meta(ROOT / exp.data.path)  # raises a clear error if it has not been converted yet
+        try:
+            meta = load_meta(ROOT / exp.data.path)
+        except DatasetError as err:
+            raise DatasetError(f"{err}. This config reads a converted published release: run the "
+                               f"`python -m common.data convert ...` command in the header of "
+                               f"{stage.config_path.relative_to(ROOT)} first") from err
         stage.data_dir.mkdir(parents=True, exist_ok=True)
         (stage.data_dir / "source.json").write_text(json.dumps({"path": exp.data.path, "splits": meta.splits}))
         return ROOT / exp.data.path
