@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from common.config import ConfigError, from_dict
-from common.data import dsprites, sprites, tetrominoes, toy
+from common.data import clevr, dsprites, sprites, tetrominoes, toy
 from common.data.schema import SceneMeta, concat
 from common.data.store import save_dataset
 
@@ -29,6 +29,11 @@ GENERATORS = {
     "tetrominoes": Generator(tetrominoes.TetrominoesParams, tetrominoes.meta, tetrominoes.generate),
     "multi_dsprites": Generator(dsprites.DSpritesParams, dsprites.meta, dsprites.generate),
     "sprites": Generator(sprites.SpritesParams, sprites.meta, sprites.generate),
+    "clevr6": Generator(clevr.ClevrParams, clevr.meta, clevr.generate),
+    "clevr10": Generator(clevr.Clevr10Params, clevr.meta, clevr.generate),
+    "clevr_easy": Generator(clevr.ClevrEasyParams, clevr.meta, clevr.generate),
+    "clevr_hard": Generator(clevr.ClevrHardParams, clevr.meta, clevr.generate),
+    "clevr_tex": Generator(clevr.ClevrTexParams, clevr.meta, clevr.generate),
 }
 
 
