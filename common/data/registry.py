@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from common.config import ConfigError, from_dict
-from common.data import clevr, dsprites, sprites, tetrominoes, toy
+from common.data import clevr, dsprites, objects_room, shapestacks, sprites, tetrominoes, toy
 from common.data.schema import SceneMeta, concat
 from common.data.store import save_dataset
 
@@ -34,6 +34,8 @@ GENERATORS = {
     "clevr_easy": Generator(clevr.ClevrEasyParams, clevr.meta, clevr.generate),
     "clevr_hard": Generator(clevr.ClevrHardParams, clevr.meta, clevr.generate),
     "clevr_tex": Generator(clevr.ClevrTexParams, clevr.meta, clevr.generate),
+    "objects_room": Generator(objects_room.ObjectsRoomParams, objects_room.meta, objects_room.generate),
+    "shapestacks": Generator(shapestacks.ShapeStacksParams, shapestacks.meta, shapestacks.generate),
 }
 
 

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from common.data import shapestacks
+from common.data.registry import generate_split
+from common.data.schema import validate
+
+
+def _tower(offsets, shape="box", half=0.25):
+    blocks, z, x = [], 0.0, 0.0
+    for dx in offsets:
+        x += dx
+        blocks.append({"shape": shape, "half": (half, half, half), "pos": (x, 0.0, z + half), "rgb": (.5, .5, .5)})
+        z += 2 * half
+    return blocks
+
+
+def test_shapestacks_labels_agree_with_physics_on_hand_built_towers():
+    assert shapestacks.is_stable(_tower([0, 0, 0, 0]))  # aligned cubes stand
+    assert shapestacks.is_stable(_tower([0, 0.1, -0.1]))  # small offsets within the support stand
+    assert not shapestacks.is_stable(_tower([0, 0, 0.4]))  # the top cube's centre is past the edge: topples
+    assert not shapestacks.is_stable(_tower([0, 0.3, 0.3]))  # the upper part's centre of mass overhangs
+
+
+def test_support_contacts_name_floating_blocks():
+    mj = __import__("common.data.mujoco_render", fromlist=["import_mujoco"]).import_mujoco()
+    blocks = _tower([0, 0, 0])
+    blocks[2]["pos"] = (0.0, 0.0, blocks[2]["pos"][2] + 0.2)  # lift the top block: it floats
+    model = mj.MjModel.from_xml_string(shapestacks.tower_xml(blocks))
+    assert shapestacks.support_contacts(model, mj.MjData(model), 3).tolist() == [True, True, False]
+
+
+def test_shapestacks_schema_labels_and_determinism():
+    meta, a = generate_split("shapestacks", 6, seed=4)
+    assert validate(a, meta) == 6
+    _, b = generate_split("shapestacks", 6, seed=4)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    stable = a["factor.tower_stable"].max(1)
+    assert set(np.unique(stable)) <= {0, 1}
+    for i in range(6):
+        n = int((a["factor.size"][i, :, 2] > 0).sum())  # blocks in the tower
+        assert 2 <= n <= 6 and set(np.unique(a["mask"][i])) - {0} <= set(range(1, n + 1))
+
+
+def test_objects_room_has_four_background_labels():
+    meta, a = generate_split("objects_room", 8, seed=1)
+    assert validate(a, meta) == 8 and meta.num_background == 4 and meta.max_objects == 3
+    labels = np.unique(a["mask"])
+    assert {0, 1, 2, 3} <= set(labels) and labels.max() <= 6
+    for mask, vis in zip(a["mask"], a["visibility"]):
+        assert set(np.unique(mask)) - {0, 1, 2, 3} == {4 + j for j in np.flatnonzero(vis)}
+    _, b = generate_split("objects_room", 8, seed=1)
+    assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["mask"], b["mask"])
