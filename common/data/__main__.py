@@ -2,6 +2,7 @@
 
   generate NAME --out DIR --n-train N --n-val N --n-test N --seed S [--set key=value ...]
   convert SOURCE --in PATH --out DIR [--splits train=70000,test=rest] [--crop iodine|center|none] [--size N]
+           (SOURCE: tetrominoes, multi_dsprites, objects_room, clevr_with_masks, emorl_h5, shapestacks, clevrtex, sysbinder)
   show DIR [--split train] [--n 8] [--png PATH]
 """
 from __future__ import annotations

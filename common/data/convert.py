@@ -4,6 +4,7 @@ Sources:
   tetrominoes, multi_dsprites, objects_room, clevr_with_masks: DeepMind multi_object_datasets GZIP
       TFRecords (entity 0 is the background; Objects Room's first four entities are)
   emorl_h5: EfficientMORL's HDF5 release, groups {train,val,test}/{imgs,masks,factors}
+  shapestacks, clevrtex, sysbinder: image-folder releases (common.data.folders)
 
 Splits are taken in record order (`train=70000,test=rest`), then the CLEVR object-count filter is
 applied. CLEVR crops: `iodine` = [29:221, 64:256] (IODINE, Slot Attention, EMORL), `center` =
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.data import folders
 from common.data.schema import FactorSpec, SceneMeta, concat
 from common.data.store import DatasetError, save_dataset
 from common.data.tetrominoes import COLOURS as TETROMINO_COLOURS
@@ -241,22 +243,47 @@ def convert(source: str, path: str | Path, out: str | Path, splits: str = "train
             overwrite: bool = False) -> Path:
     """Read a published release at `path` into a dataset folder `out` (written atomically)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DatasetError(f"{path}: no such file")
     if count not in COUNTS:
         raise ValueError(f"unknown count convention {count!r} (choose from {', '.join(COUNTS)})")
     params = {"input": path.name, "splits": splits, "crop": crop, "size": size, "max_objects": max_objects,
               "count": count}
+    if source in FOLDER_SOURCES:
+        if not path.is_dir():
+            raise DatasetError(f"{path}: {source} reads a folder")
+        return _convert_folder(source, path, Path(out), size, params, overwrite)
     if source == "emorl_h5":
         data = _emorl_splits(path, crop, size)
     elif source in SOURCES:
         data = _tfrecord_splits(source, path, splits, crop, size, max_objects, count)
     else:
-        raise ValueError(f"unknown source {source!r} (choose from {', '.join([*SOURCES, 'emorl_h5'])})")
+        raise ValueError(f"unknown source {source!r} (choose from {', '.join([*SOURCES, 'emorl_h5', *FOLDER_SOURCES])})")
     if not data:
         raise DatasetError(f"{path}: no records survived the split and filter settings")
     first = next(iter(data.values()))
     meta = _meta(source, f"{source}:{path.stem}", first, params)
     for batch in data.values():
         batch.setdefault("num_objects", batch["visibility"].sum(1).astype(np.int32))
+    return save_dataset(out, meta, data, overwrite)
+
+
+FOLDER_SOURCES = ("shapestacks", "clevrtex", "sysbinder")
+
+
+def _convert_folder(source: str, root: Path, out: Path, size: int | None, params: dict, overwrite: bool) -> Path:
+    """The image-folder releases (common.data.folders) into the schema."""
+    if source == "shapestacks":
+        splits, factors = folders.shapestacks(root, size or 64), folders.SHAPESTACKS_FACTORS
+    elif source == "clevrtex":
+        splits, factors = folders.clevrtex(root, size or 128)
+    else:
+        splits, factors = folders.sysbinder(root, size or 128), folders.SYSBINDER_FACTORS
+    data = {k: {name: np.stack([s[name] for s in scenes]) for name in scenes[0]} for k, scenes in splits.items() if scenes}
+    if not data:
+        raise DatasetError(f"{root}: no scenes found")
+    first = next(iter(data.values()))
+    meta = SceneMeta(name=f"{source}:{root.name}", source=f"common.data.convert:{source}", version="1",
+                     image_size=tuple(first["image"].shape[1:3]), max_objects=first["visibility"].shape[1],
+                     factors=factors, params=params)
     return save_dataset(out, meta, data, overwrite)

@@ -3,8 +3,8 @@
 World: z up, ground plane z = 0. Primitives rest on the ground: sphere (radius r), cube (half-extent
 r, rotated about z), cylinder (radius r, half-height r), cone (base radius r, height 2r). Shading:
 Lambert + Blinn-Phong from three point lights (key, fill, back) with soft shadows (the area light
-sampled at stratified offsets, one per supersample), one mirror bounce for metal, 2x2 supersampling; the instance mask comes from
-one centre ray per pixel. Everything is a tensor op over [B, rays, objects], so one call renders a
+sampled at stratified offsets), one mirror bounce for metal, adaptive 2x2 supersampling (silhouettes
+and metal); the instance mask comes from one centre ray per pixel. Everything is a tensor op over [B, rays, objects], so one call renders a
 batch of scenes.
 """
 from __future__ import annotations
@@ -52,10 +52,7 @@ def camera_rays(scenes: Scenes, rows: Tensor, cols: Tensor, frame: tuple[int, in
     Returns origins [B,P,3] and unit directions [B,P,3].
     """
     h, w = frame
-    f = torch.nn.functional.normalize(scenes.target - scenes.camera, dim=-1)  # [B,3]
-    up = torch.tensor([0.0, 0.0, 1.0], device=f.device).expand_as(f)
-    r = torch.nn.functional.normalize(torch.cross(f, up, dim=-1), dim=-1)
-    u = torch.cross(r, f, dim=-1)
+    f, r, u = _basis(scenes)  # [B,3] each
     tan = math.tan(hfov / 2)
     x = (2 * cols / w - 1) * tan  # [P]
     y = (1 - 2 * rows / h) * tan * h / w
@@ -206,11 +203,12 @@ CLEVR_LIGHTS = Lights(torch.tensor([[6.4, -2.9, 6.0], [-4.7, -4.3, 3.6], [-1.2, 
 
 
 def shade(o: Tensor, d: Tensor, s: Scenes, lights: Lights, albedo_fn, sky: float, bounce: bool = True,
-          jitter: Tensor | None = None) -> Tensor:
+          jitter: Tensor | None = None, hit: dict | None = None) -> Tensor:
     """Colour [B,P,3] of rays o, d: Lambert + Blinn-Phong with shadows, one mirror bounce for metal
     (the bounced rays, only those that hit metal, are shaded without shadows or further bounces).
-    jitter [P,3] in [-1,1]: each ray's offset on the area lights (soft shadows)."""
-    hit = nearest(o, d, s)
+    jitter [P,3] in [-1,1]: each ray's offset on the area lights (soft shadows); `hit`: nearest(o, d, s)
+    when the caller already has it."""
+    hit = nearest(o, d, s) if hit is None else hit
     albedo = albedo_fn(hit, s)  # [B,P,3]
     metal = s.metal.gather(1, hit["object"]) & (hit["index"] >= 0)  # [B,P]
     n, p = hit["normal"], hit["point"] + hit["normal"] * 1e-3
@@ -242,13 +240,20 @@ def flat_albedo(ground: float = 0.5):
     return fn
 
 
-def _stratified(size: int, supersample: int, device) -> Tensor:
-    """Per-ray light offsets [P,3] in [-1,1]: the supersamples of a pixel cover the area light evenly."""
-    k = supersample
-    grid = (torch.arange(k, device=device) + 0.5) / k * 2 - 1
-    a, b = torch.meshgrid(grid, grid, indexing="ij")
-    offsets = torch.stack([a, b, (a * b).sign() * 0.5], -1)  # [k,k,3]
-    return offsets[None, :, None].expand(size, k, size, k, 3).reshape(-1, 3)
+def _pixel_jitter(size: int, device) -> Tensor:
+    """One area-light offset per pixel [P,3], cycling through a 2x2 stratification across pixels."""
+    i = torch.arange(size, device=device)
+    a = ((i[:, None] % 2) * 2 - 1).float().expand(size, size) * 0.5
+    b = ((i[None, :] % 2) * 2 - 1).float().expand(size, size) * 0.5
+    return torch.stack([a, b, a * b], -1).reshape(-1, 3)
+
+
+def _edges(index: Tensor, metal: Tensor) -> Tensor:
+    """Pixels [B,H,W] whose centre-ray hit differs from a 4-neighbour's, or that see metal."""
+    pad = torch.nn.functional.pad(index, (1, 1, 1, 1), mode="replicate")
+    centre = pad[:, 1:-1, 1:-1]
+    differ = (pad[:, :-2, 1:-1] != centre) | (pad[:, 2:, 1:-1] != centre) | (pad[:, 1:-1, :-2] != centre) | (pad[:, 1:-1, 2:] != centre)
+    return differ | metal
 
 
 def render(s: Scenes, size: int, window: tuple[float, float, float, float], frame: tuple[int, int],
@@ -256,21 +261,46 @@ def render(s: Scenes, size: int, window: tuple[float, float, float, float], fram
            sky: float = 0.55) -> tuple[Tensor, Tensor]:
     """Render the full-frame window (row0, row1, col0, col1) at size x size.
 
-    Returns image [B,size,size,3] in [0,1] (supersample^2 rays per pixel) and the instance mask
-    [B,size,size] long (object index + 1, 0 for ground and sky) from one centre ray per pixel.
+    One centre ray per pixel gives the instance mask [B,size,size] (object index + 1, 0 for ground
+    and sky) and the pixel's first colour sample. Adaptive supersampling: pixels on a silhouette or
+    seeing metal get the full supersample x supersample grid (averaged with nothing else); the rest
+    keep the centre sample. Returns image [B,size,size,3] in [0,1] and the mask.
     """
     albedo_fn = albedo_fn or flat_albedo()
     r0, r1, c0, c1 = window
-    device = s.centre.device
-    sub = (torch.arange(size * supersample, device=device) + 0.5) / (size * supersample)
-    rows, cols = torch.meshgrid(r0 + sub * (r1 - r0), c0 + sub * (c1 - c0), indexing="ij")
-    o, d = camera_rays(s, rows.reshape(-1), cols.reshape(-1), frame, hfov)
-    colour = shade(o, d, s, lights, albedo_fn, sky, jitter=_stratified(size, supersample, device))  # [B,P,3]
-    b = colour.shape[0]
-    image = colour.view(b, size, supersample, size, supersample, 3).mean((2, 4)).clamp(0, 1)
+    device, b = s.centre.device, s.centre.shape[0]
     centre = (torch.arange(size, device=device) + 0.5) / size
     rows, cols = torch.meshgrid(r0 + centre * (r1 - r0), c0 + centre * (c1 - c0), indexing="ij")
     o, d = camera_rays(s, rows.reshape(-1), cols.reshape(-1), frame, hfov)
-    index = nearest(o, d, s)["index"]
+    hit = nearest(o, d, s)
+    index = hit["index"]
+    colour = shade(o, d, s, lights, albedo_fn, sky, jitter=_pixel_jitter(size, device), hit=hit)  # [B,P,3]
     mask = torch.where(index >= 0, index + 1, torch.zeros_like(index)).view(b, size, size)
-    return image, mask
+    metal = (s.metal.gather(1, hit["object"]) & (index >= 0)).view(b, size, size)
+    bi, yi, xi = _edges(index.view(b, size, size), metal).nonzero(as_tuple=True)
+    if supersample > 1 and len(bi):
+        k = supersample
+        sub = (torch.arange(k, device=device) + 0.5) / k  # offsets inside a pixel
+        dy, dx = torch.meshgrid(sub, sub, indexing="ij")
+        prow = r0 + (yi[:, None].float() + dy.reshape(1, -1)) / size * (r1 - r0)  # [E,k*k]
+        pcol = c0 + (xi[:, None].float() + dx.reshape(1, -1)) / size * (c1 - c0)
+        sub_scenes = s.take(bi)
+        o2, d2 = camera_rays(sub_scenes, torch.zeros(1, device=device), torch.zeros(1, device=device), frame, hfov)
+        f, r_, u = _basis(sub_scenes)
+        tan = math.tan(hfov / 2)
+        x = (2 * pcol / frame[1] - 1) * tan
+        y = (1 - 2 * prow / frame[0]) * tan * frame[0] / frame[1]
+        dirs = torch.nn.functional.normalize(f[:, None] + x[..., None] * r_[:, None] + y[..., None] * u[:, None], dim=-1)
+        origins = sub_scenes.camera[:, None].expand_as(dirs)
+        jitter = torch.stack([dx * 2 - 1, dy * 2 - 1, (dx * 2 - 1) * (dy * 2 - 1)], -1).reshape(1, -1, 3)
+        samples = shade(origins, dirs, sub_scenes, lights, albedo_fn, sky, jitter=jitter)  # [E,k*k,3]
+        colour = colour.view(b, size, size, 3).index_put((bi, yi, xi), samples.mean(1)).view(b, -1, 3)
+    return colour.view(b, size, size, 3).clamp(0, 1), mask
+
+
+def _basis(s: Scenes) -> tuple[Tensor, Tensor, Tensor]:
+    """Camera forward, right and up vectors [B,3]."""
+    f = torch.nn.functional.normalize(s.target - s.camera, dim=-1)
+    up = torch.tensor([0.0, 0.0, 1.0], device=f.device).expand_as(f)
+    r = torch.nn.functional.normalize(torch.cross(f, up, dim=-1), dim=-1)
+    return f, r, torch.cross(r, f, dim=-1)
