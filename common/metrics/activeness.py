@@ -13,8 +13,12 @@ from torch import Tensor
 
 
 @torch.no_grad()
-def activeness(decode: Callable[[Tensor], Tensor], latents: Tensor, steps: int = 10, seed: int = 0) -> Tensor:
-    """decode: z [B,K,D] -> images [B,C,H,W]; latents [N,K,D] -> activeness per dimension [D]."""
+def activeness(decode: Callable[[Tensor], Tensor], latents: Tensor, steps: int = 10, seed: int = 0,
+               batch: int = 64) -> Tensor:
+    """decode: z [B,K,D] -> images [B,C,H,W]; latents [N,K,D] -> activeness per dimension [D].
+
+    Decodes are batched `batch` scenes at a time (N * steps scenes per dimension).
+    """
     n, k, d = latents.shape
     gen = torch.Generator().manual_seed(seed)
     slot = torch.randint(k, (n,), generator=gen)  # [N]
@@ -26,6 +30,7 @@ def activeness(decode: Callable[[Tensor], Tensor], latents: Tensor, steps: int =
         values = lo[dim] + (hi[dim] - lo[dim]) * sweep  # [T]
         z = latents.unsqueeze(1).repeat(1, steps, 1, 1)  # [N,T,K,D]
         z[torch.arange(n), :, slot, dim] = values.to(z.dtype)
-        images = decode(z.reshape(n * steps, k, d)).reshape(n, steps, -1)  # [N,T,C*H*W]
+        flat = z.reshape(n * steps, k, d)
+        images = torch.cat([decode(flat[i:i + batch]) for i in range(0, len(flat), batch)]).reshape(n, steps, -1)
         out[dim] = images.var(dim=1, unbiased=False).mean()
     return out

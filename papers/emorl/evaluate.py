@@ -33,7 +33,9 @@ class EMORLEval:
     batch_size: int = 32
     dci: bool = True
     activeness_images: int = 100
+    activeness_steps: int = 10  # values swept per dimension between its min and max
     baseline: bool = True  # compare DCI/activeness with the Slot Attention baseline when it was trained
+    dci_factors: tuple[str, ...] | None = None  # factors DCI predicts (None: all the dataset has)
     seed: int = 0
 
 
@@ -85,16 +87,17 @@ def baseline(stage: Stage, data, meta, cfg: EMORLEval) -> dict:
 def disentanglement(decode, data, meta, result, cfg: EMORLEval) -> dict:
     """DCI on matched (slot code, object factors) pairs, and activeness of the latent dimensions."""
     out = {}
-    if cfg.dci and meta.factors:
+    specs = [f for f in meta.factors if cfg.dci_factors is None or f.name in cfg.dci_factors]
+    if cfg.dci and specs:
         codes, factors, kinds, names = slot_factor_table(
             result["masks"], result["slots"], data["mask"], data["visibility"],
-            {f"{s.name}": data[f"factor.{s.name}"] for s in meta.factors}, meta.factors, meta.num_background)
+            {s.name: data[f"factor.{s.name}"] for s in specs}, specs, meta.num_background)
         if len(codes) >= 4:
             d = dci(codes, factors, kinds, seed=cfg.seed)
             out["dci"] = {k: d[k] for k in ("disentanglement", "completeness", "informativeness", "n_objects")}
             out["dci"]["factors"] = dict(zip(names, d["informativeness_per_factor"]))
     latents = result["slots"][: cfg.activeness_images]
-    act = activeness(decode, latents, steps=10, seed=cfg.seed)
+    act = activeness(decode, latents, steps=cfg.activeness_steps, seed=cfg.seed, batch=cfg.batch_size)
     out["activeness"] = {"per_dim": act.tolist(), "active_dims": int((act > 0.01 * act.max()).sum()),
                          "n_images": int(len(latents))}
     return out
