@@ -1,0 +1,212 @@
+"""IODINE (Greff et al. 2019): iterative amortised inference for a spatial-mixture slot VAE.
+
+§2.1 and Eq. 1 define the generative model; the lost §2.2-2.3 are restored in
+`../shared/seeds/README.md`: a learned initial posterior lambda^(1) shared by all K slots; for
+t = 1..T sample z, decode, L^(t) = -log p(x|z) + KL(q || N(0, I)), and refine
+lambda <- lambda + f_phi(z, x, a) with the auxiliary inputs of App. B; the loss is sum_t (t/T) L^(t).
+The paper is the default; `official_*` switches reproduce the released TensorFlow code
+(implementation-notes §2).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from common.hub import HubModel
+from common.nn import SpatialBroadcastDecoder, linear_grid
+from common.nn.decoders import split_rgb_mask
+from common.output import ModelOutput
+from common.prob import DiagonalGaussian
+
+
+@dataclass
+class IODINEConfig:
+    """Defaults: Tetrominoes (App. B.3): K=4, z 32, T=5, no LSTM."""
+
+    resolution: tuple[int, int] = (35, 35)
+    num_slots: int = 4
+    latent_dim: int = 32
+    iterations: int = 5  # T
+    sigma: float = 0.1  # sigma_x of Eq. 1
+    decoder_channels: tuple[int, ...] = (32, 32, 32, 32, 4)
+    decoder_kernel: int = 5
+    refine_channels: tuple[int, ...] = (32, 32, 32)  # stride-2 convolutions
+    refine_kernel: int = 5
+    refine_mlp: tuple[int, ...] = (128,)
+    lstm_size: int = 0  # 0: no LSTM (Tetrominoes)
+    likelihood: str = "gaussian"  # "gaussian" (Eq. 1) or "logistic" (official: scale 0.03)
+    logistic_scale: float = 0.03
+    prior_variance: float = 1.0  # N(0, I) in the paper; official: ln 2
+    loss_weights: str = "paper"  # "paper": t/T for t = 1..T; "official": linspace(0, 1, T+1) incl. t = 0
+    decoder_constant: float | None = None  # official: a constant 5.0 channel appended to z
+
+
+def leave_one_out(log_masks: Tensor, log_p: Tensor) -> Tensor:
+    """log p(x) - log p_{-k}(x): p_{-k} is the mixture without slot k, its masks renormalised.
+
+    log_masks, log_p [B,K,1,H,W] -> [B,K,1,H,W].
+    """
+    k = log_masks.shape[1]
+    joint = log_masks + log_p  # [B,K,1,H,W]
+    eye = torch.eye(k, dtype=torch.bool, device=joint.device)[None, :, :, None, None, None]  # [1,K,K,1,1,1]
+    without = lambda a: torch.logsumexp(a.unsqueeze(1).masked_fill(eye, float("-inf")), dim=2)  # [B,K,1,H,W]
+    log_p_minus = without(joint) - without(log_masks)
+    return torch.logsumexp(joint, 1, keepdim=True) - log_p_minus
+
+
+class RefinementNetwork(nn.Module):
+    """f_phi (App. B): stride-2 convolutions over the spatial inputs, an MLP, the flat inputs
+    (lambda and its layer-normalised gradient) concatenated, an optional LSTM, a linear update."""
+
+    def __init__(self, c: IODINEConfig, in_channels: int):
+        super().__init__()
+        layers, ch, (h, w) = [], in_channels, c.resolution
+        for out in c.refine_channels:
+            layers += [nn.Conv2d(ch, out, c.refine_kernel, stride=2, padding=c.refine_kernel // 2), nn.ELU()]
+            ch, h, w = out, (h + 1) // 2, (w + 1) // 2
+        self.convs = nn.Sequential(*layers).to(memory_format=torch.channels_last)
+        sizes, mlp = [ch * h * w, *c.refine_mlp], []
+        for a, b in zip(sizes, sizes[1:]):
+            mlp += [nn.Linear(a, b), nn.ELU()]
+        self.mlp = nn.Sequential(*mlp)
+        flat = sizes[-1] + 4 * c.latent_dim  # + lambda + dL/dlambda
+        self.lstm = nn.LSTMCell(flat, c.lstm_size) if c.lstm_size else None
+        self.update = nn.Linear(c.lstm_size or flat, 2 * c.latent_dim)
+
+    def forward(self, spatial: Tensor, flat: Tensor, state):
+        """spatial [N,C,H,W], flat [N,4D] (N = B*K) -> delta lambda [N,2D], new LSTM state."""
+        h = self.mlp(self.convs(spatial.contiguous(memory_format=torch.channels_last)).flatten(1))
+        h = torch.cat([h, flat], -1)
+        if self.lstm is not None:
+            state = self.lstm(h, state)
+            h = state[0]
+        return self.update(h), state
+
+
+class IODINE(HubModel, paper_url="https://arxiv.org/abs/1903.00450"):
+    config_class = IODINEConfig
+    citation = """@inproceedings{greff2019multi,
+  title={Multi-Object Representation Learning with Iterative Variational Inference},
+  author={Greff, Klaus and Kaufman, Rapha{\\"e}l Lopez and Kabra, Rishabh and Watters, Nick and Burgess, Chris
+          and Zoran, Daniel and Matthey, Loic and Botvinick, Matthew and Lerchner, Alexander},
+  booktitle={ICML}, year={2019}}"""
+
+    SPATIAL_INPUTS = 17  # image 3, means 3, masks 1, mask logits 1, dmeans 3, dmasks 1, posterior 1,
+    # log-likelihood 1, leave-one-out 1, coordinates 2
+
+    def __init__(self, config: IODINEConfig):
+        super().__init__()
+        self.config = c = config
+        if c.likelihood not in ("gaussian", "logistic") or c.loss_weights not in ("paper", "official"):
+            raise ValueError(f"IODINE: likelihood gaussian|logistic, loss_weights paper|official; got "
+                             f"{c.likelihood!r}, {c.loss_weights!r}")
+        d = c.latent_dim
+        self.lambda1 = nn.Parameter(torch.cat([torch.zeros(d), torch.zeros(d)]))  # (mu, log sigma) shared by slots
+        extra = 1 if c.decoder_constant is not None else 0
+        n = len(c.decoder_channels)
+        self.decoder = SpatialBroadcastDecoder(d + extra, c.resolution, c.resolution, c.decoder_channels,
+                                               (c.decoder_kernel,) * n, (c.decoder_kernel // 2,) * n,
+                                               position="concat", act="elu")
+        self.refine = RefinementNetwork(c, self.SPATIAL_INPUTS)
+        self.norm_grad = nn.LayerNorm(2 * d)
+        self.register_buffer("coords", linear_grid(*c.resolution).permute(2, 0, 1), persistent=False)  # [2,H,W]
+
+    # -- the generative side ---------------------------------------------------------------------
+    def posterior(self, lam: Tensor) -> DiagonalGaussian:
+        mu, log_sigma = lam.chunk(2, -1)
+        return DiagonalGaussian(mu, torch.exp(2 * log_sigma))
+
+    def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """z [B,K,D] -> pixel means [B,K,3,H,W], mask logits [B,K,1,H,W]."""
+        if self.config.decoder_constant is not None:
+            z = torch.cat([z, torch.full_like(z[..., :1], self.config.decoder_constant)], -1)
+        return split_rgb_mask(self.decoder(z.flatten(0, 1)), z.shape[0])
+
+    def pixel_log_prob(self, x: Tensor, means: Tensor) -> Tensor:
+        """log N(x; mu_k, sigma_x^2 I) (or the official logistic) per pixel, joint over RGB: [B,K,1,H,W]."""
+        c = self.config
+        diff = x.unsqueeze(1).float() - means.float()
+        if c.likelihood == "gaussian":
+            lp = -0.5 * (diff / c.sigma) ** 2 - math.log(c.sigma) - 0.5 * math.log(2 * math.pi)
+        else:
+            u = diff / c.logistic_scale
+            lp = -u - math.log(c.logistic_scale) - 2 * F.softplus(-u)
+        return lp.sum(2, keepdim=True)
+
+    def terms(self, x: Tensor, lam: Tensor, z: Tensor, means: Tensor, logits: Tensor) -> dict[str, Tensor]:
+        """Per-image NLL and KL of one iteration, and the per-pixel quantities the refinement reads."""
+        log_m = logits.float().log_softmax(1)
+        log_p = self.pixel_log_prob(x, means)  # [B,K,1,H,W]
+        log_px = torch.logsumexp(log_m + log_p, 1, keepdim=True)  # [B,1,1,H,W]
+        q = self.posterior(lam)
+        prior_var = torch.full_like(q.var, self.config.prior_variance)
+        kl = q.kl(DiagonalGaussian(torch.zeros_like(q.mean), prior_var)).sum((1, 2))
+        return {"nll": -log_px.flatten(1).sum(1), "kl": kl, "log_masks": log_m, "log_p": log_p, "log_px": log_px}
+
+    # -- inference -------------------------------------------------------------------------------
+    def _inputs(self, x, lam, means, logits, t: dict, grads) -> tuple[Tensor, Tensor]:
+        """App. B auxiliary inputs: spatial [B*K,17,H,W] and flat [B*K,4D]; gradients and likelihood
+        terms are layer-normalised per slot over H, W and channels, with gradients stopped."""
+        b, k = logits.shape[:2]
+        d_lam, d_means, d_logits = grads
+        ln = lambda a: F.layer_norm(a, a.shape[2:]).detach()  # over C,H,W per (b, k)
+        expand = lambda a: a.expand(b, k, *a.shape[2:])
+        posterior = (t["log_masks"] + t["log_p"] - t["log_px"]).exp()  # p(k | x) per pixel
+        spatial = torch.cat([
+            expand(x.unsqueeze(1)), means, t["log_masks"].exp(), logits, ln(d_means), ln(d_logits),
+            posterior, ln(expand(t["log_p"])), ln(leave_one_out(t["log_masks"], t["log_p"])),
+            expand(self.coords.expand(b, 1, *self.coords.shape)),
+        ], 2).detach()  # [B,K,17,H,W]
+        flat = torch.cat([lam, self.norm_grad(d_lam.detach())], -1)
+        return spatial.flatten(0, 1), flat.flatten(0, 1)
+
+    def infer(self, x: Tensor, iterations: int | None = None, lam: Tensor | None = None) -> dict[str, list[Tensor]]:
+        """T iterations of refinement; per-iteration nll, kl, masks, means, lambda (first order).
+        `lam` [B,K,2D] replaces the learned initial posterior (e.g. to test equivariance)."""
+        with torch.set_grad_enabled(True):
+            return self._infer(x, self.config.iterations if iterations is None else iterations, lam)
+
+    def _infer(self, x: Tensor, iterations: int, lam: Tensor | None) -> dict[str, list[Tensor]]:
+        c, b = self.config, x.shape[0]
+        lam = self.lambda1.expand(b, c.num_slots, -1) if lam is None else lam
+        if not lam.requires_grad:
+            lam = lam.detach().requires_grad_(True)
+        out = {key: [] for key in ("nll", "kl", "masks", "means", "lambda")}
+        state = None
+        for t in range(iterations):
+            z = self.posterior(lam).rsample()
+            means, logits = self.decode(z)
+            terms = self.terms(x, lam, z, means, logits)
+            for key, value in (("nll", terms["nll"]), ("kl", terms["kl"]), ("masks", terms["log_masks"].exp()),
+                               ("means", means), ("lambda", lam)):
+                out[key].append(value)
+            if t == iterations - 1:
+                break
+            loss = (terms["nll"] + terms["kl"]).sum()  # per-image gradients, whatever the batch size
+            grads = torch.autograd.grad(loss, [lam, means, logits], retain_graph=True)  # first order only
+            spatial, flat = self._inputs(x, lam, means, logits, terms, grads)
+            delta, state = self.refine(spatial, flat, state)
+            lam = lam + delta.view_as(lam)
+        return out
+
+    def iteration_weights(self, iterations: int) -> list[float]:
+        """sum_t (t/T) L^(t), t = 1..T; official: linspace(0, 1, T+1) over the initial and T refined
+        iterations (the released code decodes once more after the last update)."""
+        if self.config.loss_weights == "official":
+            return [i / iterations for i in range(iterations + 1)]
+        return [(t + 1) / iterations for t in range(iterations)]
+
+    def forward(self, images: Tensor, step: int | None = None, iterations: int | None = None) -> ModelOutput:
+        t_max = self.config.iterations if iterations is None else iterations
+        n_decodes = t_max + 1 if self.config.loss_weights == "official" else t_max
+        its = self.infer(images, n_decodes)
+        weights = self.iteration_weights(t_max)
+        loss = sum(w * (n + k).mean() for w, n, k in zip(weights, its["nll"], its["kl"]))
+        masks, means = its["masks"][-1], its["means"][-1]
+        logs = {"nll": its["nll"][-1].mean().detach(), "kl": its["kl"][-1].mean().detach()}
+        return ModelOutput(loss=loss, recon=(masks * means).sum(1), masks=masks,
+                           slots=its["lambda"][-1][..., : self.config.latent_dim], logs=logs)
