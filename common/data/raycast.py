@@ -66,7 +66,8 @@ def _to_local(v: Tensor, angle: Tensor) -> Tensor:
     return torch.stack([c * v[..., 0] + sn * v[..., 1], -sn * v[..., 0] + c * v[..., 1], v[..., 2]], -1)
 
 
-BOUND = 1.75  # bounding-sphere radius / r: encloses every primitive (cube sqrt(3), cylinder and cone sqrt(2))
+# Bounding-sphere radius / r per primitive: sphere 1, cube sqrt(3), cylinder and cone sqrt(2).
+BOUND = torch.tensor([1.0, math.sqrt(3), math.sqrt(2), math.sqrt(2)]) * 1.001
 
 
 def _quadratic(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
@@ -85,7 +86,7 @@ def intersect(o: Tensor, d: Tensor, s: Scenes) -> Tensor:
     A bounding-sphere test over all (ray, object) pairs, written as matrix products, selects the
     candidate pairs; only those are moved into the object's frame and tested exactly.
     """
-    R2 = (BOUND * s.radius) ** 2  # [B,M]
+    R2 = (BOUND.to(s.radius.device)[s.shape] * s.radius) ** 2  # [B,M]
     dc = torch.einsum("bpk,bmk->bpm", d, s.centre)  # d . c
     oc = torch.einsum("bpk,bmk->bpm", o, s.centre)  # o . c
     b = (d * o).sum(-1, keepdim=True) - dc  # d . (o - c)
@@ -98,9 +99,8 @@ def intersect(o: Tensor, d: Tensor, s: Scenes) -> Tensor:
         lo = _to_local(o[bi, pi] - s.centre[bi, mi], angle)
         ld = _to_local(d[bi, pi], angle)
         hit = torch.full_like(r, INF)
-        for k in kind.unique().tolist():
-            sel = kind == k
-            hit[sel] = PRIMITIVES[k](lo[sel], ld[sel], r[sel])
+        for k in kind.unique().tolist():  # short candidate lists: evaluate, then keep this kind's rows
+            hit = torch.where(kind == k, PRIMITIVES[k](lo, ld, r), hit)
         t[bi, pi, mi] = hit
     return t
 

@@ -55,19 +55,29 @@ def value_noise(p: Tensor, octaves: int = 3) -> Tensor:
     return out / total
 
 
-def pattern(family: Tensor, p: Tensor) -> Tensor:
-    """Pattern value in [0,1] of each point's family: family [...], p [...,3] (already scaled)."""
+def _family(k: int, p: Tensor) -> Tensor:
     x, y, z = p.unbind(-1)
-    noise = value_noise(p)
-    patterns = torch.stack([
-        (torch.floor(x) + torch.floor(y) + torch.floor(z)) % 2,
-        (torch.sin(2 * torch.pi * (x + 0.5 * y)) > 0).float(),
-        ((p - torch.round(p)).norm(dim=-1) < 0.3).float(),
-        noise,
-        0.5 + 0.5 * torch.sin(2 * torch.pi * (x + 2 * noise)),
-        0.5 + 0.5 * torch.sin(3 * x) * torch.sin(3 * y) * torch.sin(3 * z),
-    ], -1)
-    return patterns.gather(-1, family[..., None])[..., 0]
+    if k == 0:
+        return (torch.floor(x) + torch.floor(y) + torch.floor(z)) % 2
+    if k == 1:
+        return (torch.sin(2 * torch.pi * (x + 0.5 * y)) > 0).float()
+    if k == 2:
+        return ((p - torch.round(p)).norm(dim=-1) < 0.3).float()
+    if k == 3:
+        return value_noise(p)
+    if k == 4:
+        return 0.5 + 0.5 * torch.sin(2 * torch.pi * (x + 2 * value_noise(p)))
+    return 0.5 + 0.5 * torch.sin(3 * x) * torch.sin(3 * y) * torch.sin(3 * z)
+
+
+def pattern(family: Tensor, p: Tensor) -> Tensor:
+    """Pattern value in [0,1] of each point's family: family [...], p [...,3] (already scaled).
+    Each family is evaluated only on its own points."""
+    out = torch.zeros_like(p[..., 0])
+    for k in family.unique().tolist():
+        sel = family == k
+        out[sel] = _family(k, p[sel])
+    return out
 
 
 def textured_albedo(hit: dict, s) -> Tensor:
