@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from common.data import shapestacks
 from common.data.registry import generate_split

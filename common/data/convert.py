@@ -84,7 +84,6 @@ def _label_map(mask: np.ndarray) -> np.ndarray:
 
 
 def _factors(source: str, ex: dict, k: int, nb: int, where: str) -> dict[str, np.ndarray]:
-    m = k - nb
     if source == "objects_room":
         return {}
     if source == "clevr_with_masks":

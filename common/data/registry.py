@@ -10,7 +10,7 @@ import numpy as np
 
 from common.config import ConfigError, from_dict
 from common.data import clevr, dsprites, objects_room, shapestacks, sprites, tetrominoes, toy
-from common.data.schema import SceneMeta, concat
+from common.data.schema import concat
 from common.data.store import save_dataset
 
 SPLITS = ("train", "val", "test")

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 

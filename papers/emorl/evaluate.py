@@ -10,7 +10,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from common.config import from_dict
@@ -21,7 +20,7 @@ from common.pipeline import Stage, data_path
 from common.provenance import provenance
 from common.train.experiment import load_scenes
 from common.train.loop import to_float_images
-from common.viz import colour_masks, decomposition_rows, grid, save_decomposition, save_png
+from common.viz import colour_masks, grid, save_decomposition, save_png
 from common.models import SlotAttentionAutoEncoder
 from papers.emorl.model import EfficientMORL
 
