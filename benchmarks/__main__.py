@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["generators", "generators3d", "readers", "train_step", "emorl_step", "emorl_efficiency"]
+BENCHMARKS = ["generators", "generators3d", "readers", "train_step", "emorl_step", "emorl_efficiency", "iodine_vs_emorl"]
 
 
 def main(argv: list[str]) -> int:

@@ -73,10 +73,11 @@ def test_cross_attention_block_needs_memory():
         block(torch.randn(2, 5, 16))
 
 
+@pytest.mark.parametrize("position", ["add", "concat"])
 @pytest.mark.parametrize("padding", [0, 1, 2])
-def test_factorised_first_layer_equals_the_plain_convolution(padding):
+def test_factorised_first_layer_equals_the_plain_convolution(padding, position):
     dec = SpatialBroadcastDecoder(8, (12, 12), (12 + 4 - 2 * padding, 12 + 4 - 2 * padding), [6, 4], [5, 3],
-                                  [padding, 1], position="add")
+                                  [padding, 1], position=position)
     assert dec.factorised
     z = torch.randn(5, 8, dtype=torch.float64)
     dec = dec.double()

@@ -49,7 +49,7 @@ class SpatialBroadcastDecoder(nn.Module):
             raise ValueError(f"decoder grid {self.broadcast} with these layers gives {tuple(size)}, "
                              f"expected {tuple(output_size)}")
         first = self.net[0]
-        self.factorised = position == "add" and isinstance(first, nn.Conv2d)
+        self.factorised = isinstance(first, nn.Conv2d)
         if self.factorised:
             self.register_buffer("taps", _tap_support(first, self.broadcast), persistent=False)
 
@@ -61,16 +61,21 @@ class SpatialBroadcastDecoder(nn.Module):
         return self.net(self.position(x).contiguous(memory_format=torch.channels_last))
 
     def _first_conv(self, z: Tensor) -> Tensor:
-        """conv(broadcast(z) + P) computed exactly as conv(P) + sum_taps (W_tap z) * [tap in bounds].
+        """conv(broadcast(z) (+ or concat) P) computed exactly as conv(P) + sum_taps (W_tap z) * [tap in bounds].
 
-        The broadcast input is constant per slot, so the first layer costs O(k^2 C HW) instead of
-        O(k^2 C D HW) per slot, forward and backward.
+        The broadcast input is constant per slot and P is the same for every slot, so the first layer
+        costs O(k^2 C HW) instead of O(k^2 C D HW) per slot, forward and backward.
         """
-        conv = self.net[0]
-        grid = self.position.proj(self.position.grid).permute(2, 0, 1).unsqueeze(0)  # [1,D,h,w]
-        const = conv._conv_forward(grid, conv.weight, conv.bias)  # [1,C,H1,W1]
-        n, (c, _, kh, kw), (h1, w1) = z.shape[0], conv.weight.shape, self.taps.shape[2:]
-        per_tap = z.to(conv.weight.dtype) @ conv.weight.permute(1, 0, 2, 3).reshape(-1, c * kh * kw)  # [N,C*k*k]
+        conv, d = self.net[0], z.shape[1]
+        if self.position.mode == "add":
+            grid = self.position.proj(self.position.grid).permute(2, 0, 1).unsqueeze(0)  # [1,D,h,w]
+            w_grid, w_z = conv.weight, conv.weight
+        else:  # concatenated coordinates: their own slice of the kernel
+            grid = self.position.grid.permute(2, 0, 1).unsqueeze(0).to(conv.weight.dtype)  # [1,2,h,w]
+            w_grid, w_z = conv.weight[:, d:], conv.weight[:, :d]
+        const = conv._conv_forward(grid, w_grid, conv.bias)  # [1,C,H1,W1]
+        n, (c, _, kh, kw), (h1, w1) = z.shape[0], w_z.shape, self.taps.shape[2:]
+        per_tap = z.to(w_z.dtype) @ w_z.permute(1, 0, 2, 3).reshape(-1, c * kh * kw)  # [N,C*k*k]
         out = per_tap.view(n * c, kh * kw) @ self.taps.to(per_tap.dtype).view(kh * kw, h1 * w1)  # [N*C,H1*W1]
         return out.view(n, c, h1, w1) + const
 

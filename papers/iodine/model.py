@@ -191,6 +191,10 @@ class IODINE(HubModel, paper_url="https://arxiv.org/abs/1903.00450"):
             spatial, flat = self._inputs(x, lam, means, logits, terms, grads)
             delta, state = self.refine(spatial, flat, state)
             lam = lam + delta.view_as(lam)
+            if not self.training:  # evaluation: no parameter gradients needed, keep memory flat over T
+                lam = lam.detach().requires_grad_(True)
+                state = None if state is None else tuple(h.detach() for h in state)
+                out = {key: [v.detach() for v in values] for key, values in out.items()}
         return out
 
     def iteration_weights(self, iterations: int) -> list[float]:
