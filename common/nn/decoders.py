@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from common.nn.encoders import activation
@@ -73,7 +74,7 @@ class SpatialBroadcastDecoder(nn.Module):
         else:  # concatenated coordinates: their own slice of the kernel
             grid = self.position.grid.permute(2, 0, 1).unsqueeze(0).to(conv.weight.dtype)  # [1,2,h,w]
             w_grid, w_z = conv.weight[:, d:], conv.weight[:, :d]
-        const = conv._conv_forward(grid, w_grid, conv.bias)  # [1,C,H1,W1]
+        const = F.conv2d(grid, w_grid, conv.bias, padding=conv.padding)  # [1,C,H1,W1]
         n, (c, _, kh, kw), (h1, w1) = z.shape[0], w_z.shape, self.taps.shape[2:]
         per_tap = z.to(w_z.dtype) @ w_z.permute(1, 0, 2, 3).reshape(-1, c * kh * kw)  # [N,C*k*k]
         out = per_tap.view(n * c, kh * kw) @ self.taps.to(per_tap.dtype).view(kh * kw, h1 * w1)  # [N*C,H1*W1]
