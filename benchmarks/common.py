@@ -35,3 +35,21 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.4g}"
     return str(v)
+
+
+def forward_timings(model, x: torch.Tensor, repeats: int, **kwargs) -> dict:
+    """Median seconds of a no-grad forward and of forward + backward of `loss`; peak GB on a GPU."""
+    def forward():
+        with torch.no_grad():
+            model(x, **kwargs)
+
+    def forward_backward():
+        model.zero_grad(set_to_none=True)
+        model(x, **kwargs).loss.backward()
+
+    out = {"fwd s": median_seconds(forward, repeats, 1), "fwd+bwd s": median_seconds(forward_backward, repeats, 1)}
+    if x.is_cuda:
+        torch.cuda.reset_peak_memory_stats()
+        forward_backward()
+        out["peak GB"] = torch.cuda.max_memory_allocated() / 2**30
+    return out

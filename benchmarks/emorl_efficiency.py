@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.common import median_seconds, table
+from benchmarks.common import forward_timings, table
 from common.provenance import hardware
 from papers.emorl.model import EfficientMORL, EMORLConfig
 
@@ -21,22 +21,7 @@ def model_for(size: int, device: str) -> EfficientMORL:
 
 def timings(model, size: int, steps: int, device: str, repeats: int) -> dict:
     x = torch.rand(BATCH, 3, size, size, device=device)
-
-    def forward():
-        with torch.no_grad():
-            model(x, steps=steps)
-
-    def forward_backward():
-        model.zero_grad(set_to_none=True)
-        model(x, steps=steps).loss.backward()
-
-    row = {"size": size, "I": steps, "forward s": median_seconds(forward, repeats, 1),
-           "fwd+bwd s": median_seconds(forward_backward, repeats, 1)}
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        forward_backward()
-        row["peak GB (fwd+bwd)"] = torch.cuda.max_memory_allocated() / 2**30
-    return row
+    return {"size": size, "I": steps, **forward_timings(model, x, repeats, steps=steps)}
 
 
 def largest_batch(model, size: int, steps: int) -> int:

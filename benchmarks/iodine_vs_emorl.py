@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.common import median_seconds, table
+from benchmarks.common import forward_timings, table
 from common.provenance import hardware
 from papers.emorl.model import EfficientMORL, EMORLConfig
 from papers.iodine.model import IODINE, IODINEConfig
@@ -25,34 +25,17 @@ def emorl(size: int) -> EfficientMORL:
                                      likelihood="mixture", sigma=0.1))
 
 
-def measure(model, x: torch.Tensor, repeats: int, **kw) -> dict:
-    def forward():
-        with torch.no_grad():
-            model(x, **kw)
-
-    def forward_backward():
-        model.zero_grad(set_to_none=True)
-        model(x, **kw).loss.backward()
-
-    out = {"fwd s": median_seconds(forward, repeats, 1), "fwd+bwd s": median_seconds(forward_backward, repeats, 1)}
-    if x.is_cuda:
-        torch.cuda.reset_peak_memory_stats()
-        forward_backward()
-        out["peak GB"] = torch.cuda.max_memory_allocated() / 2**30
-    return out
-
-
 def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     repeats = 10 if device == "cuda" else 2
     rows = []
     for size in SIZES:
         x = torch.rand(BATCH, 3, size, size, device=device)
-        base = measure(iodine(size).to(device), x, repeats)
+        base = forward_timings(iodine(size).to(device), x, repeats)
         rows.append({"size": size, "model": "IODINE T=5", **base, "fwd speed-up": 1.0, "fwd+bwd speed-up": 1.0})
         model = emorl(size).to(device)
         for steps in (0, 1, 3):
-            r = measure(model, x, repeats, steps=steps)
+            r = forward_timings(model, x, repeats, steps=steps)
             rows.append({"size": size, "model": f"EMORL I={steps}", **r,
                          "fwd speed-up": base["fwd s"] / r["fwd s"], "fwd+bwd speed-up": base["fwd+bwd s"] / r["fwd+bwd s"]})
     print(f"IODINE vs EfficientMORL (ours), CLEVR architectures, batch {BATCH}, on {hardware()}")
