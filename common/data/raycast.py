@@ -47,16 +47,14 @@ class Scenes:
 
 
 def camera_rays(scenes: Scenes, rows: Tensor, cols: Tensor, frame: tuple[int, int], hfov: float):
-    """Rays through full-frame pixel coordinates (rows, cols [P], continuous) of a H x W frame.
-
-    Returns origins [B,P,3] and unit directions [B,P,3].
-    """
+    """Rays through full-frame pixel coordinates (rows, cols: [P] shared by all scenes, or [B,P] per
+    scene; continuous) of a H x W frame. Returns origins [B,P,3] and unit directions [B,P,3]."""
     h, w = frame
     f, r, u = _basis(scenes)  # [B,3] each
     tan = math.tan(hfov / 2)
-    x = (2 * cols / w - 1) * tan  # [P]
-    y = (1 - 2 * rows / h) * tan * h / w
-    d = f[:, None] + x[None, :, None] * r[:, None] + y[None, :, None] * u[:, None]  # [B,P,3]
+    x = torch.atleast_2d((2 * cols / w - 1) * tan)  # [1 or B,P]
+    y = torch.atleast_2d((1 - 2 * rows / h) * tan * h / w)
+    d = f[:, None] + x[..., None] * r[:, None] + y[..., None] * u[:, None]  # [B,P,3]
     return scenes.camera[:, None].expand_as(d), torch.nn.functional.normalize(d, dim=-1)
 
 
@@ -284,14 +282,8 @@ def render(s: Scenes, size: int, window: tuple[float, float, float, float], fram
         dy, dx = torch.meshgrid(sub, sub, indexing="ij")
         prow = r0 + (yi[:, None].float() + dy.reshape(1, -1)) / size * (r1 - r0)  # [E,k*k]
         pcol = c0 + (xi[:, None].float() + dx.reshape(1, -1)) / size * (c1 - c0)
-        sub_scenes = s.take(bi)
-        o2, d2 = camera_rays(sub_scenes, torch.zeros(1, device=device), torch.zeros(1, device=device), frame, hfov)
-        f, r_, u = _basis(sub_scenes)
-        tan = math.tan(hfov / 2)
-        x = (2 * pcol / frame[1] - 1) * tan
-        y = (1 - 2 * prow / frame[0]) * tan * frame[0] / frame[1]
-        dirs = torch.nn.functional.normalize(f[:, None] + x[..., None] * r_[:, None] + y[..., None] * u[:, None], dim=-1)
-        origins = sub_scenes.camera[:, None].expand_as(dirs)
+        sub_scenes = s.take(bi)  # each edge pixel as a scene of k*k rays
+        origins, dirs = camera_rays(sub_scenes, prow, pcol, frame, hfov)
         jitter = torch.stack([dx * 2 - 1, dy * 2 - 1, (dx * 2 - 1) * (dy * 2 - 1)], -1).reshape(1, -1, 3)
         samples = shade(origins, dirs, sub_scenes, lights, albedo_fn, sky, jitter=jitter)  # [E,k*k,3]
         colour = colour.view(b, size, size, 3).index_put((bi, yi, xi), samples.mean(1)).view(b, -1, 3)

@@ -152,7 +152,7 @@ def generate(n: int, rng: np.random.Generator, p: ShapeStacksParams) -> dict[str
         for k in range(count):
             mask[geom == mj.mj_name2id(model, mj.mjtObj.mjOBJ_GEOM, f"g{k}")] = k + 1
         moved = np.linalg.norm(simulate(model, data, p.sim_seconds) - np.array([b["pos"] for b in blocks]), axis=1)
-        pad = lambda a, w=None: np.pad(np.asarray(a, np.float64), [(0, m - count)] + [(0, 0)] * (np.ndim(a) - 1))
+        pad = lambda a: np.pad(np.asarray(a, np.float64), [(0, m - count)] + [(0, 0)] * (np.ndim(a) - 1))
         out["image"].append(image), out["mask"].append(mask), out["count"].append(count)
         out["shape"].append(pad([SHAPES.index(b["shape"]) for b in blocks]))
         out["colour"].append(pad([b["rgb"] for b in blocks])), out["size"].append(pad([b["half"] for b in blocks]))

@@ -5,7 +5,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -58,8 +57,3 @@ def kl_standard_normal(mean: Tensor, var: Tensor) -> Tensor:
 def split_params(params: Tensor) -> tuple[Tensor, Tensor]:
     """[..., 2D] -> ([..., D] mean, [..., D] pre-variance): the lambda = (mu, s) layout."""
     return params.chunk(2, dim=-1)
-
-
-def softplus_std(o: Tensor) -> Tensor:
-    """std = sqrt(softplus(o)): IODINE's latent parametrisation (scale='var' + softplus)."""
-    return F.softplus(o).sqrt()
