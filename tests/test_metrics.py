@@ -4,7 +4,8 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from common.metrics import FIDUnavailable, activeness, ari_fg, completeness, dci, disentanglement, frechet_distance, mse
-from common.metrics.dci import match_slots
+from common.metrics.dci import match_slots, split_indices
+from common.metrics.probe import linear_probe
 from common.metrics.fid import fid_or_unavailable, resolve_backend
 
 
@@ -65,6 +66,35 @@ def test_dci_on_a_disentangled_code():
     assert out["disentanglement"] > 0.8 and out["completeness"] > 0.8 and out["informativeness"] > 0.9
     with pytest.raises(ValueError, match="kind"):
         dci(codes, np.stack([shape, x], 1), ["categorical", "ordinal"])
+
+
+def test_linear_probe_r2_against_least_squares_and_linear_limits():
+    rng = np.random.default_rng(1)
+    codes = rng.standard_normal((300, 4))
+    noisy = codes @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.3 * rng.standard_normal(300)
+    xor = ((codes[:, 0] > 0) ^ (codes[:, 1] > 0)).astype(int)  # not linearly separable
+    factors = np.stack([noisy, codes[:, 0] ** 2, (codes[:, 2] > 0).astype(int), xor], 1)
+    kinds = ["continuous", "continuous", "categorical", "categorical"]
+    out = linear_probe(codes, factors, kinds, ["a", "square", "side", "xor"], seed=3)
+    tr, te = split_indices(300, 3)
+    design = lambda c: np.c_[c, np.ones(len(c))]
+    w = np.linalg.lstsq(design(codes[tr]), noisy[tr], rcond=None)[0]
+    resid = noisy[te] - design(codes[te]) @ w
+    r2 = 1 - (resid ** 2).sum() / ((noisy[te] - noisy[te].mean()) ** 2).sum()
+    assert out["a"]["score"] == pytest.approx(r2, abs=1e-9) and out["a"]["metric"] == "r2"
+    assert out["square"]["score"] < 0.1  # information present, but not linearly
+    assert out["side"]["score"] > 0.95 and out["side"]["metric"] == "accuracy"
+    assert out["xor"]["score"] < 0.75
+
+
+def test_linear_probe_reports_unprobeable_factors_and_bad_input():
+    codes = np.random.default_rng(0).standard_normal((20, 3))
+    out = linear_probe(codes, np.zeros((20, 1)), ["categorical"], ["colour"])
+    assert out["colour"]["score"] is None and "one class" in out["colour"]["reason"]
+    with pytest.raises(ValueError, match="kind"):
+        linear_probe(codes, np.zeros((20, 1)), ["ordinal"], ["colour"])
+    with pytest.raises(ValueError, match="factor rows"):
+        linear_probe(codes, np.zeros((19, 1)), ["continuous"], ["x"])
 
 
 def test_match_slots_by_iou():

@@ -52,15 +52,20 @@ def fit_importance(codes_train, factors_train, codes_test, factors_test, kinds, 
     return importance, informativeness
 
 
+def split_indices(n: int, seed: int, train_fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random train/test split of n rows (App. E.2: 50/50)."""
+    order = np.random.default_rng(seed).permutation(n)
+    cut = int(n * train_fraction)
+    return order[:cut], order[cut:]
+
+
 def dci(codes: np.ndarray, factors: np.ndarray, kinds: list[str], seed: int = 0, train_fraction: float = 0.5) -> dict:
     """codes [N,D], factors [N,F] -> {disentanglement, completeness, informativeness, importance}."""
     if len(codes) != len(factors):
         raise ValueError(f"{len(codes)} codes but {len(factors)} factor rows")
     if len(codes) < 4:
         raise ValueError(f"DCI needs at least 4 matched objects, got {len(codes)}")
-    order = np.random.default_rng(seed).permutation(len(codes))
-    cut = int(len(codes) * train_fraction)
-    tr, te = order[:cut], order[cut:]
+    tr, te = split_indices(len(codes), seed, train_fraction)
     importance, info = fit_importance(codes[tr], factors[tr], codes[te], factors[te], kinds, seed)
     return {
         "disentanglement": disentanglement(importance),
