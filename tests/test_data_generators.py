@@ -42,6 +42,18 @@ def test_tetrominoes_exact_pieces_and_colours():
             assert (img[mask == j + 1] == palette[colour[j]]).all()
 
 
+def test_tetrominoes_compose_places_pieces_and_refuses_bad_ones():
+    scene = tetrominoes.compose([("O", 0, 0, "red"), ("I1", 10, 30, "cyan")])
+    assert (scene["mask"] == 1).sum() == 100 and (scene["mask"][:10, :10] == 1).all()
+    assert (scene["image"][scene["mask"] == 2] == (0, 255, 255)).all() and (scene["image"][scene["mask"] == 0] == 0).all()
+    with pytest.raises(ValueError, match="overlaps"):
+        tetrominoes.compose([("O", 0, 0, "red"), ("O", 5, 5, "red")])
+    with pytest.raises(ValueError, match="leaves the 35px image"):
+        tetrominoes.compose([("I0", 0, 20, "red")])
+    with pytest.raises(ValueError, match="unknown shape 'Q'"):
+        tetrominoes.compose([("Q", 0, 0, "red")])
+
+
 def test_dsprites_masks_carry_sprite_colours_on_grey():
     _, b = generate_split("multi_dsprites", 200, seed=0)
     for img, mask, colour, vis in zip(b["image"], b["mask"], b["factor.colour"], b["visibility"]):

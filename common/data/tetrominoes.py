@@ -84,3 +84,22 @@ def generate(n: int, rng: np.random.Generator, p: TetrominoesParams) -> dict[str
             "num_objects": np.full(n, m, np.int32), "visibility": np.ones((n, m), np.uint8),
             "factor.shape": shape, "factor.colour": colour,
             "factor.x": centre[..., 1].astype(np.float32), "factor.y": centre[..., 0].astype(np.float32)}
+
+
+def compose(pieces: list[tuple[str, int, int, str]], p: TetrominoesParams | None = None) -> dict[str, np.ndarray]:
+    """One hand-placed scene (e.g. IODINE Fig. 10's ambiguous arrangement) from pieces
+    (shape name, top-left pixel row, column, colour name): image [H,W,3] uint8, mask [H,W] labels 1..M."""
+    p = p or TetrominoesParams()
+    image = np.zeros((p.size, p.size, 3), np.uint8)
+    mask = np.zeros((p.size, p.size), np.uint8)
+    offsets, _ = _pixel_offsets(p.block)
+    for label, (shape, row, col, colour) in enumerate(pieces, 1):
+        if shape not in SHAPES or colour not in COLOURS:
+            raise ValueError(f"piece {label}: unknown shape {shape!r} or colour {colour!r} "
+                             f"(shapes: {', '.join(SHAPES)}; colours: {', '.join(COLOURS)})")
+        pix = offsets[list(SHAPES).index(shape)] + (row, col)  # [P,2]
+        if pix.min() < 0 or pix.max() >= p.size or mask[pix[:, 0], pix[:, 1]].any():
+            raise ValueError(f"piece {label} ({shape} at {row},{col}) leaves the {p.size}px image or overlaps")
+        mask[pix[:, 0], pix[:, 1]] = label
+        image[pix[:, 0], pix[:, 1]] = COLOURS[colour]
+    return {"image": image, "mask": mask}
