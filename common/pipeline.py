@@ -87,13 +87,14 @@ def data_path(stage: Stage) -> Path:
     return ROOT / exp.data.path if exp.data.path is not None else stage.data_dir
 
 
-def train(stage: Stage, resume: bool = False, data: Stage | None = None) -> Path:
-    """Run the shared training CLI on the prepared data of `data` (default: this stage's own);
-    a fresh run unless `resume`."""
+def train(stage: Stage, resume: bool = False, data: Stage | None = None, run_dir: Path | None = None) -> Path:
+    """Run the shared training CLI on the prepared data of `data` (default: this stage's own) into
+    `run_dir` (default: the stage's); a fresh run unless `resume`."""
     from common.train.__main__ import parse_args, run
-    if stage.run_dir.exists() and not resume:
-        shutil.rmtree(stage.run_dir)
-    args = [str(stage.config_path), "--out", str(stage.run_dir), "--profile", stage.profile,
+    run_dir = run_dir or stage.run_dir
+    if run_dir.exists() and not resume:
+        shutil.rmtree(run_dir)
+    args = [str(stage.config_path), "--out", str(run_dir), "--profile", stage.profile,
             "--set", f"data.path={data_path(data or stage)}"] + [a for o in stage.overrides for a in ("--set", o)]
     args += ["--resume"] if resume else []
     return run(parse_args(args))

@@ -104,8 +104,9 @@ def test_smoke_pipeline_through_the_real_cli(tmp_path):
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root), "OCREPRO_OUTPUT_ROOT": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    sets = ["train.steps=3", "train.save_every=3", "data.n_train=16", "data.n_eval=4", "eval.iterations=6"]
-    for stage in ("prepare", "train", "evaluate", "report"):
+    sets = ["train.steps=3", "train.save_every=3", "data.n_train=16", "data.n_eval=4", "eval.iterations=6",
+            "eval.sweep_iterations=[1, 2]", "eval.multistability_runs=3"]
+    for stage in ("prepare", "train", "sweep", "evaluate", "report"):
         cmd = [sys.executable, "-m", "papers.iodine.pipeline", stage, "--dataset", "tetrominoes", "--profile", "smoke"]
         out = subprocess.run(cmd + [a for s in sets for a in ("--set", s)], cwd=root, env=env, capture_output=True,
                              text=True, timeout=600)
@@ -113,6 +114,9 @@ def test_smoke_pipeline_through_the_real_cli(tmp_path):
     report = tmp_path / "reports" / "iodine" / "tetrominoes-smoke"
     metrics = json.loads((report / "metrics.json").read_text())
     assert len(metrics["per_iteration"]) == 6 and metrics["metrics"]["n_images"] == 4
+    assert [len(metrics["sweep"][t]["per_iteration"]) for t in ("T1", "T2")] == [6, 6]  # Fig. 8
+    assert sum(metrics["multistability"]["counts"].values()) == 3 and "probe" in metrics
+    assert {p.name for p in (report / "figures").iterdir()} == {"decomposition.png", "iterations.png", "multistability.png"}
     assert "Smoke profile: these numbers are not a replication" in (report / "report.md").read_text()
 
 

@@ -166,7 +166,8 @@ class IODINE(HubModel, paper_url="https://arxiv.org/abs/1903.00450"):
 
     def infer(self, x: Tensor, iterations: int | None = None, lam: Tensor | None = None) -> dict[str, list[Tensor]]:
         """T iterations of refinement; per-iteration nll, kl, masks, means, lambda (first order).
-        `lam` [B,K,2D] replaces the learned initial posterior (e.g. to test equivariance)."""
+        `lam` [B,K,2D] replaces the learned initial posterior (e.g. to test equivariance). In eval mode
+        the outputs are detached and each iteration's graph is freed, so memory stays flat over T."""
         with torch.set_grad_enabled(True):
             return self._infer(x, self.config.iterations if iterations is None else iterations, lam)
 
@@ -183,7 +184,7 @@ class IODINE(HubModel, paper_url="https://arxiv.org/abs/1903.00450"):
             terms = self.terms(x, lam, z, means, logits)
             for key, value in (("nll", terms["nll"]), ("kl", terms["kl"]), ("masks", terms["log_masks"].exp()),
                                ("means", means), ("lambda", lam)):
-                out[key].append(value)
+                out[key].append(value if self.training else value.detach())
             if t == iterations - 1:
                 break
             loss = (terms["nll"] + terms["kl"]).sum()  # per-image gradients, whatever the batch size
@@ -194,7 +195,6 @@ class IODINE(HubModel, paper_url="https://arxiv.org/abs/1903.00450"):
             if not self.training:  # evaluation: no parameter gradients needed, keep memory flat over T
                 lam = lam.detach().requires_grad_(True)
                 state = None if state is None else tuple(h.detach() for h in state)
-                out = {key: [v.detach() for v in values] for key, values in out.items()}
         return out
 
     def iteration_weights(self, iterations: int) -> list[float]:
