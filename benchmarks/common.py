@@ -1,9 +1,12 @@
-"""Timing helpers: median wall time of a callable after warm-up, on CPU or CUDA."""
+"""Timing helpers: median wall time of a callable after warm-up, on CPU or CUDA; peak memory."""
 from __future__ import annotations
 
+import ctypes
+import gc
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -37,8 +40,29 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _status_kb(field: str) -> int:
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field + ":"))
+    return int(line.split()[1])
+
+
+def cpu_peak_gb(fn: Callable[[], object]) -> float | None:
+    """Peak resident memory above the resting level while `fn` runs, in GiB (Linux): free heap pages
+    go back to the OS (malloc_trim), the high-water mark is reset (clear_refs 5), then VmHWM is read.
+    None where /proc or glibc do not allow it."""
+    try:
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        base = _status_kb("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")
+    except (OSError, StopIteration):
+        return None
+    fn()
+    return (_status_kb("VmHWM") - base) / 2**20
+
+
 def forward_timings(model, x: torch.Tensor, repeats: int, **kwargs) -> dict:
-    """Median seconds of a no-grad forward and of forward + backward of `loss`; peak GB on a GPU."""
+    """Median seconds of a no-grad forward and of forward + backward of `loss`; peak GB of forward +
+    backward (allocated on a GPU; resident memory above the resting level on a CPU)."""
     def forward():
         with torch.no_grad():
             model(x, **kwargs)
@@ -52,4 +76,6 @@ def forward_timings(model, x: torch.Tensor, repeats: int, **kwargs) -> dict:
         torch.cuda.reset_peak_memory_stats()
         forward_backward()
         out["peak GB"] = torch.cuda.max_memory_allocated() / 2**30
+    else:
+        out["peak GB"] = cpu_peak_gb(forward_backward)
     return out
