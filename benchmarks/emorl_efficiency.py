@@ -1,6 +1,6 @@
 """EfficientMORL efficiency (§4.4, Fig. 10, App. E.3): forward and forward+backward seconds per call
 for I = 0, 1, 3 at 64/96/128 px, batch 4, CLEVR6 architecture (K=7, D=64, IODINE-style decoder,
-mixture likelihood). On a GPU it also prints peak memory and the largest batch that fits a budget."""
+mixture likelihood), peak memory, and on a GPU the largest batch that fits a budget."""
 from __future__ import annotations
 
 import torch
