@@ -51,6 +51,20 @@ def test_gradient_inputs_are_first_order(monkeypatch):
     assert model.lambda1.grad is not None and model.refine.update.weight.grad is not None
 
 
+def test_trains_under_bf16_autocast_through_accelerate(tmp_path):
+    """The gradient inputs come from autograd.grad inside an autocast forward; training stays finite."""
+    from common.train.loop import Trainer, TrainConfig
+    model, seen = IODINE(TINY), []
+    model.decoder.register_forward_hook(lambda mod, inputs, out: seen.append(out.dtype))
+    images = (torch.rand(8, 12, 12, 3) * 255).to(torch.uint8)
+    cfg = TrainConfig(steps=2, batch_size=4, save_every=2, log_every=1, mixed_precision="bf16")
+    trainer = Trainer(model, images, cfg, tmp_path)
+    trainer.fit()
+    assert torch.bfloat16 in seen and trainer.state.step == 2
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert all(math.isfinite(float(row["loss"])) for row in trainer.log.rows())
+
+
 def test_loss_weighting():
     model = IODINE(TINY)
     assert model.iteration_weights(5) == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
