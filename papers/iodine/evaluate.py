@@ -182,6 +182,7 @@ def evaluate(stage: Stage) -> Path:
     t_train = model.config.iterations
     record = {"paper": "iodine", "dataset": stage.dataset, "profile": stage.profile, "steps": exp.train.steps,
               "seed": exp.train.seed, "num_slots": model.config.num_slots, "train_iterations": t_train,
+              "model_config": dataclasses.asdict(model.config),
               "metrics": {**rows[min(t_train, cfg.iterations) - 1], "n_images": len(data["image"])},
               "per_iteration": rows}
     figures = stage.report_dir / "figures"
