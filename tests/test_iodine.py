@@ -53,7 +53,7 @@ def test_gradient_inputs_are_first_order(monkeypatch):
 
 def test_trains_under_bf16_autocast_through_accelerate(tmp_path):
     """The gradient inputs come from autograd.grad inside an autocast forward; training stays finite."""
-    from common.train.loop import Trainer, TrainConfig
+    from common.train.loop import TrainConfig, Trainer
     model, seen = IODINE(TINY), []
     model.decoder.register_forward_hook(lambda mod, inputs, out: seen.append(out.dtype))
     images = (torch.rand(8, 12, 12, 3) * 255).to(torch.uint8)

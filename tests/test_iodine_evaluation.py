@@ -11,7 +11,13 @@ from common.data.registry import generate_split
 from common.pipeline import Stage
 from papers.iodine.evaluate import Generalisation, IODINEEval, generalisation, summarise
 from papers.iodine.model import IODINE, IODINEConfig
-from papers.iodine.multistability import AMBIGUOUS, EXPLANATIONS, explain, multistability
+from papers.iodine.multistability import (
+    AMBIGUOUS,
+    EXPLANATIONS,
+    explain,
+    figure_rows,
+    multistability,
+)
 
 TETRO = IODINEConfig(resolution=(35, 35), num_slots=4, latent_dim=8, iterations=2, decoder_channels=(8, 4),
                      refine_channels=(8, 8), refine_mlp=(16,))
@@ -35,6 +41,13 @@ def test_explain_names_merged_and_other_segmentations():
     labels = torch.zeros(35, 35, dtype=torch.long)
     labels[5:15, 5:10] = 1  # one column of blocks against the other six: no tetromino tiling
     assert explain(labels) == "other"
+
+
+def test_figure_shows_each_explanation_then_other_slot_orderings():
+    names = ["one slot", "I + I", "one slot", "I + I", "O + O", "I + I"]
+    assignments = [(0,) * 8, (1,) * 4 + (2,) * 4, (3,) * 8, (1,) * 4 + (2,) * 4, (1, 1, 2, 2) * 2, (2,) * 4 + (1,) * 4]
+    assert figure_rows(names, assignments) == [0, 1, 4, 2]
+    assert figure_rows(names, assignments, n=6) == [0, 1, 4, 2, 5]
 
 
 def test_multistability_counts_every_run_and_needs_tetrominoes(tmp_path):

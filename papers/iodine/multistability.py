@@ -47,10 +47,11 @@ def block_labels(labels: Tensor) -> Tensor:
 def explain(labels: Tensor) -> str:
     """The name of the partition a segmentation [H,W] induces on the rectangle (slot order does not
     matter): one of EXPLANATIONS, "one slot" or "other"."""
-    cells = block_labels(labels)
+    cells = block_labels(labels).tolist()
     groups: dict[int, set] = {}
-    for (r, c), slot in zip([(r, c) for r in range(2) for c in range(4)], cells.flatten().tolist()):
-        groups.setdefault(slot, set()).add((r, c))
+    for r in range(2):
+        for c in range(4):
+            groups.setdefault(cells[r][c], set()).add((r, c))
     partition = frozenset(frozenset(g) for g in groups.values())
     if len(partition) == 1:
         return "one slot"
@@ -59,13 +60,15 @@ def explain(labels: Tensor) -> str:
 
 def figure_rows(names: list[str], assignments: list[tuple], n: int = 4) -> list[int]:
     """Runs to show: the first of each explanation, then further distinct slot assignments."""
-    rows, named, seen = [], set(), set()
+    first = {}
     for i, name in enumerate(names):
-        if name not in named:
-            rows.append(i), named.add(name), seen.add(assignments[i])
+        first.setdefault(name, i)
+    rows = list(first.values())
+    seen = {assignments[i] for i in rows}
     for i, a in enumerate(assignments):
         if a not in seen:
-            rows.append(i), seen.add(a)
+            rows.append(i)
+            seen.add(a)
     return rows[:n]
 
 
