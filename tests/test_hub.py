@@ -35,11 +35,14 @@ def test_saved_folder_has_card_config_and_metrics(saved):
     assert json.loads((path / "metrics.json").read_text())["ari_fg"] == 0.5
 
 
+def _edit_config(path, **changes):
+    cfg = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps(cfg | changes))
+
+
 def test_unknown_config_key_is_an_error(saved):
     _, path = saved
-    cfg = json.loads((path / "config.json").read_text())
-    cfg["num_heads"] = 4
-    (path / "config.json").write_text(json.dumps(cfg))
+    _edit_config(path, num_heads=4)
     with pytest.raises(CheckpointError, match="num_heads"):
         SlotAttentionAutoEncoder.from_pretrained(path)
 
@@ -65,9 +68,7 @@ def test_corrupt_weights_give_a_clear_error(saved):
 
 def test_shape_mismatch_names_the_tensor(saved):
     _, path = saved
-    cfg = json.loads((path / "config.json").read_text())
-    cfg["slot_dim"] = 8
-    (path / "config.json").write_text(json.dumps(cfg))
+    _edit_config(path, slot_dim=8)
     with pytest.raises(CheckpointError, match="shape mismatch"):
         SlotAttentionAutoEncoder.from_pretrained(path)
 
