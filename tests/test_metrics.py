@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.metrics import adjusted_rand_score
 
 from common.metrics import FIDUnavailable, activeness, ari_fg, completeness, dci, disentanglement, frechet_distance, mse
@@ -57,15 +58,70 @@ def test_dci_closed_forms():
     assert completeness(r) == pytest.approx(1.0, abs=1e-6)
 
 
-def test_dci_on_a_disentangled_code():
-    rng = np.random.default_rng(0)
-    shape = rng.integers(0, 3, 400)
-    x = rng.random(400)
-    codes = np.stack([shape + 0.05 * rng.standard_normal(400), x, rng.standard_normal(400)], 1)
-    out = dci(codes, np.stack([shape, x], 1), ["categorical", "continuous"])
-    assert out["disentanglement"] > 0.8 and out["completeness"] > 0.8 and out["informativeness"] > 0.9
+def _factor_table(n=600, seed=0):
+    """Two discrete factors (3 values each) and two continuous ones, independent."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.integers(0, 3, n), rng.integers(0, 3, n), rng.random(n), rng.random(n)], 1), rng
+
+
+KINDS4 = ["categorical", "categorical", "continuous", "continuous"]
+
+
+def test_dci_of_a_perfectly_disentangled_code_is_one():
+    """Code i = factor i: the trees split on each factor's own code (the regressors' last, tiny residual
+    fits pick up ~1e-6 of importance elsewhere), so importance is diagonal and D = C = 1."""
+    factors, rng = _factor_table()
+    codes = np.c_[factors, rng.standard_normal(len(factors))]  # plus one nuisance dimension
+    out = dci(codes, factors, KINDS4)
+    assert out["disentanglement"] == pytest.approx(1.0, abs=1e-4)
+    assert out["completeness"] == pytest.approx(1.0, abs=1e-4)
+    np.testing.assert_allclose(out["importance"][:4], np.eye(4), atol=1e-5)
+    assert out["informativeness"] == 1.0  # accuracy over the two discrete factors
+    assert out["informativeness_r2"] > 0.99 and out["score_metric_per_factor"] == ["accuracy"] * 2 + ["r2"] * 2
+
+
+def test_dci_of_a_code_mixing_two_factors_in_one_dimension():
+    """Code 0 = 3 f0 + f1 carries both discrete factors: importance [[1, 1], [0, 0]], so D = 0 and C = 1
+    (the closed forms), while both factors stay perfectly predictable."""
+    factors, rng = _factor_table()
+    codes = np.c_[3 * factors[:, 0] + factors[:, 1], rng.standard_normal(len(factors))]
+    out = dci(codes, factors[:, :2], KINDS4[:2])
+    np.testing.assert_allclose(out["importance"], [[1, 1], [0, 0]], atol=1e-12)
+    assert out["disentanglement"] == pytest.approx(0.0, abs=1e-6)
+    assert out["completeness"] == pytest.approx(1.0, abs=1e-6)
+    assert out["informativeness"] == 1.0
+
+
+def test_dci_informativeness_is_reported_per_factor_kind():
+    factors, rng = _factor_table()
+    codes = np.c_[factors[:, :2], rng.standard_normal((len(factors), 2))]  # continuous factors not encoded
+    out = dci(codes, factors, KINDS4, seed=2)
+    tr, te = split_indices(len(codes), 2)
+    r2 = [GradientBoostingRegressor(random_state=2).fit(codes[tr], factors[tr, j]).score(codes[te], factors[te, j])
+          for j in (2, 3)]
+    assert out["informativeness"] == 1.0
+    assert out["informativeness_r2"] == pytest.approx(np.mean(r2), abs=1e-12) and out["informativeness_r2"] < 0.1
     with pytest.raises(ValueError, match="kind"):
-        dci(codes, np.stack([shape, x], 1), ["categorical", "ordinal"])
+        dci(codes, factors, ["categorical", "ordinal", "continuous", "continuous"])
+    with pytest.raises(ValueError, match="estimator"):
+        dci(codes, factors, KINDS4, estimator="lib")
+
+
+def test_dci_official_estimator_fits_the_first_factors_type_for_all_and_scores_equality():
+    """EMORL's released DCI: x (continuous) comes first, so every factor gets a regressor, and each is
+    scored by exact equality of the regressor's predictions."""
+    factors, rng = _factor_table()
+    order = [2, 0, 1, 3]  # continuous first, as x is in CLEVR6's factor list
+    factors, kinds = factors[:, order], [KINDS4[j] for j in order]
+    codes = np.c_[factors, rng.standard_normal(len(factors))]
+    out = dci(codes, factors, kinds, seed=1, estimator="official")
+    tr, te = split_indices(len(codes), 1)
+    for j in range(4):
+        model = GradientBoostingRegressor(random_state=1).fit(codes[tr], factors[tr, j])
+        np.testing.assert_allclose(out["importance"][:, j], model.feature_importances_)
+        assert out["informativeness_per_factor"][j] == np.mean(model.predict(codes[te]) == factors[te, j])
+    assert out["informativeness_r2"] is None and out["score_metric_per_factor"] == ["accuracy"] * 4
+    assert out["informativeness"] < dci(codes, factors, kinds, seed=1)["informativeness"]
 
 
 def test_linear_probe_r2_against_least_squares_and_linear_limits():

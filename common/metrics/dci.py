@@ -2,8 +2,14 @@
 
 EMORL App. E.2: per test image, slots are matched to ground-truth objects by mask IoU (Hungarian),
 matched (code, factors) pairs are pooled, split 50/50, and one gradient-boosted-tree model is fit per
-factor: a classifier for categorical factors, a regressor for continuous ones. Informativeness is
-test accuracy (categorical) or test R^2 (continuous), averaged over factors.
+factor: a classifier for discrete factors, a regressor for continuous ones (`estimator="paper"`).
+Each factor's informativeness is its test accuracy (discrete) or test R^2 (continuous); the two kinds
+are reported apart, never averaged together. disentanglement_lib defines informativeness as a
+prediction accuracy, so the number set beside a paper's I is the mean accuracy over discrete factors.
+
+`estimator="official"` reproduces EfficientMORL's released DCI (a copy of disentanglement_lib's with a
+loop-variable bug): the first factor's estimator type is fitted for every factor, and every factor is
+scored by exact-equality accuracy of the predictions.
 """
 from __future__ import annotations
 
@@ -37,19 +43,37 @@ def completeness(importance: np.ndarray) -> float:
     return float((per_factor * imp.sum(0) / imp.sum()).sum())
 
 
-def fit_importance(codes_train, factors_train, codes_test, factors_test, kinds, seed: int = 0):
-    """One GBT per factor -> importance [D, F] and informativeness per factor [F]."""
-    n_factors = factors_train.shape[1]
-    importance = np.zeros((codes_train.shape[1], n_factors))
-    informativeness = np.zeros(n_factors)
+ESTIMATORS = ("paper", "official")
+
+
+def _estimator(kind: str, seed: int):
+    cls = GradientBoostingClassifier if kind == "categorical" else GradientBoostingRegressor
+    return cls(random_state=seed)
+
+
+def fit_importance(codes_train, factors_train, codes_test, factors_test, kinds, seed: int = 0,
+                   estimator: str = "paper"):
+    """One GBT per factor -> importance [D, F], test score per factor [F] and each score's metric [F].
+
+    paper: classifier + accuracy for categorical factors, regressor + R^2 for continuous ones.
+    official: the first factor's estimator for all factors, exact-equality accuracy for all.
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"DCI estimator must be one of {ESTIMATORS}, got {estimator!r}")
     for j, kind in enumerate(kinds):
         if kind not in KINDS:
             raise ValueError(f"factor {j}: kind must be one of {KINDS}, got {kind!r}")
-        model_cls = GradientBoostingClassifier if kind == "categorical" else GradientBoostingRegressor
-        model = model_cls(random_state=seed).fit(codes_train, factors_train[:, j])
+    importance = np.zeros((codes_train.shape[1], len(kinds)))
+    scores, metrics = np.zeros(len(kinds)), []
+    for j, kind in enumerate(kinds):
+        model = _estimator(kind if estimator == "paper" else kinds[0], seed).fit(codes_train, factors_train[:, j])
         importance[:, j] = np.abs(model.feature_importances_)
-        informativeness[j] = model.score(codes_test, factors_test[:, j])
-    return importance, informativeness
+        if estimator == "official" or kind == "categorical":
+            scores[j], metric = np.mean(model.predict(codes_test) == factors_test[:, j]), "accuracy"
+        else:
+            scores[j], metric = model.score(codes_test, factors_test[:, j]), "r2"
+        metrics.append(metric)
+    return importance, scores, metrics
 
 
 def split_indices(n: int, seed: int, train_fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
@@ -59,19 +83,33 @@ def split_indices(n: int, seed: int, train_fraction: float = 0.5) -> tuple[np.nd
     return order[:cut], order[cut:]
 
 
-def dci(codes: np.ndarray, factors: np.ndarray, kinds: list[str], seed: int = 0, train_fraction: float = 0.5) -> dict:
-    """codes [N,D], factors [N,F] -> {disentanglement, completeness, informativeness, importance}."""
+def _mean(scores: np.ndarray, keep: list[bool]) -> float | None:
+    return float(scores[keep].mean()) if any(keep) else None
+
+
+def dci(codes: np.ndarray, factors: np.ndarray, kinds: list[str], seed: int = 0, train_fraction: float = 0.5,
+        estimator: str = "paper") -> dict:
+    """codes [N,D], factors [N,F] -> D, C, informativeness (see the module docstring) and importance [D,F].
+
+    `informativeness` is the number compared with a paper's I: the mean test accuracy over the factors
+    scored by accuracy (all of them for `official`). `informativeness_r2` is the mean test R^2 over
+    continuous factors (paper estimator only).
+    """
     if len(codes) != len(factors):
         raise ValueError(f"{len(codes)} codes but {len(factors)} factor rows")
     if len(codes) < 4:
         raise ValueError(f"DCI needs at least 4 matched objects, got {len(codes)}")
     tr, te = split_indices(len(codes), seed, train_fraction)
-    importance, info = fit_importance(codes[tr], factors[tr], codes[te], factors[te], kinds, seed)
+    importance, scores, metrics = fit_importance(codes[tr], factors[tr], codes[te], factors[te], kinds, seed,
+                                                 estimator)
     return {
         "disentanglement": disentanglement(importance),
         "completeness": completeness(importance),
-        "informativeness": float(info.mean()),
-        "informativeness_per_factor": info.tolist(),
+        "informativeness": _mean(scores, [m == "accuracy" for m in metrics]),
+        "informativeness_r2": _mean(scores, [m == "r2" for m in metrics]),
+        "informativeness_per_factor": scores.tolist(),
+        "score_metric_per_factor": metrics,
+        "estimator": estimator,
         "importance": importance,
         "n_objects": int(len(codes)),
     }
