@@ -119,8 +119,10 @@ def render_report(stage: Stage, notebook: Path) -> Path:
 
 
 def main(paper: str, evaluate: Callable[[Stage], Path], argv: list[str] | None = None,
-         extra: dict[str, Callable[[Stage], Path]] | None = None) -> int:
-    """CLI of a paper's pipeline; `extra` adds paper-specific stages (e.g. a baseline)."""
+         extra: dict[str, Callable[[Stage], Path]] | None = None,
+         train_stage: Callable[[Stage, bool], Path] = train) -> int:
+    """CLI of a paper's pipeline; `extra` adds paper-specific stages (e.g. a baseline), `train_stage`
+    replaces the train stage (e.g. to refuse configs that only evaluate)."""
     extra = extra or {}
     p = argparse.ArgumentParser(prog=f"python -m papers.{paper}.pipeline")
     p.add_argument("stage", choices=STAGES + tuple(extra))
@@ -135,7 +137,7 @@ def main(paper: str, evaluate: Callable[[Stage], Path], argv: list[str] | None =
         if args.stage == "prepare":
             print(f"data: {prepare(stage)}")
         elif args.stage == "train":
-            print(f"run: {train(stage, args.resume)}")
+            print(f"run: {train_stage(stage, args.resume)}")
         elif args.stage == "evaluate":
             print(f"metrics: {evaluate(stage)}")
         elif args.stage in extra:

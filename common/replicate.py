@@ -1,4 +1,5 @@
-"""`make replicate PAPER=<name>`: run a paper's DVC pipeline on a profile, or say why it cannot."""
+"""`make replicate PAPER=<name> [DATASET=..] [PROFILE=..]`: run a paper's DVC pipeline up to the report of one
+dataset (`dvc exp run papers/<name>/dvc.yaml:report@<dataset>`) on a profile, or say why it cannot."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPERS = ("iodine", "emorl", "sri", "lom", "svq")
@@ -25,12 +28,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: papers/{args.paper} is not implemented yet: there is no {pipeline.relative_to(ROOT)} "
               f"to run. Nothing was trained or evaluated.", file=sys.stderr)
         return 2
-    params = [f"{args.paper}.profile={args.profile}"]
-    if args.dataset:
-        params.append(f"{args.paper}.dataset={args.dataset}")
-    cmd = ["dvc", "exp", "run", str(pipeline.relative_to(ROOT))]
-    for value in params:
-        cmd += ["-S", f"params.yaml:{value}"]
+    settings = yaml.safe_load((ROOT / "params.yaml").read_text())[args.paper]
+    dataset = args.dataset or settings["dataset"]
+    if dataset not in settings["datasets"]:
+        print(f"error: papers/{args.paper} has no dataset '{dataset}' (choose from {', '.join(settings['datasets'])})",
+              file=sys.stderr)
+        return 2
+    cmd = ["dvc", "exp", "run", f"{pipeline.relative_to(ROOT)}:report@{dataset}",
+           "-S", f"params.yaml:{args.paper}.profile={args.profile}"]
     print("+", " ".join(cmd))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.call(cmd, cwd=ROOT, env=env)  # stages call `python`/`dvc` from this venv

@@ -122,6 +122,8 @@ def test_dci_official_estimator_fits_the_first_factors_type_for_all_and_scores_e
         assert out["informativeness_per_factor"][j] == np.mean(model.predict(codes[te]) == factors[te, j])
     assert out["informativeness_r2"] is None and out["score_metric_per_factor"] == ["accuracy"] * 4
     assert out["informativeness"] < dci(codes, factors, kinds, seed=1)["informativeness"]
+    with pytest.raises(ValueError, match="continuous factor first"):  # a classifier cannot fit x
+        dci(codes, factors, ["categorical", "categorical", "continuous", "continuous"], estimator="official")
 
 
 def test_linear_probe_r2_against_least_squares_and_linear_limits():

@@ -19,3 +19,21 @@ def test_unimplemented_paper_fails_clearly():
 def test_unknown_paper_is_named():
     out = _replicate("--paper", "monet")
     assert out.returncode == 2 and "unknown paper 'monet'" in out.stderr
+
+
+def test_unknown_dataset_is_named_with_the_choices():
+    out = _replicate("--paper", "emorl", "--dataset", "clevr7")
+    assert out.returncode == 2 and "no dataset 'clevr7'" in out.stderr and "clevr10" in out.stderr
+
+
+def test_every_listed_dataset_has_a_config_and_evaluation_only_ones_name_their_run():
+    import yaml
+    from common.train.experiment import load_experiment
+    for paper, settings in yaml.safe_load((ROOT / "params.yaml").read_text()).items():
+        if "datasets" not in settings:
+            continue
+        only = settings.get("evaluation_only", {})
+        assert settings["datasets"] == settings["trained"] + list(only), paper
+        for dataset in settings["datasets"]:
+            exp = load_experiment(ROOT / "papers" / paper / "configs" / f"{dataset}.yaml", "smoke")
+            assert exp.eval.get("run_of") == only.get(dataset), (paper, dataset)

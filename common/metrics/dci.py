@@ -63,6 +63,9 @@ def fit_importance(codes_train, factors_train, codes_test, factors_test, kinds, 
     for j, kind in enumerate(kinds):
         if kind not in KINDS:
             raise ValueError(f"factor {j}: kind must be one of {KINDS}, got {kind!r}")
+    if estimator == "official" and kinds[0] == "categorical" and "continuous" in kinds:
+        raise ValueError("the official estimator fits the first factor's classifier to every factor, which cannot "
+                         "fit a continuous factor: put a continuous factor first (as CLEVR6's x) or use 'paper'")
     importance = np.zeros((codes_train.shape[1], len(kinds)))
     scores, metrics = np.zeros(len(kinds)), []
     for j, kind in enumerate(kinds):

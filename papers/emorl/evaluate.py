@@ -2,6 +2,9 @@
 I = 0..6 (Table 1, Fig. 7), the ratio ARI(I=0) / ARI(I=1) (§4.2: 99.1 %), DCI and activeness
 (Table 3, Fig. 9), and the figures of Fig. 5 (decompositions), Fig. 6 (intermediate posteriors) and
 Fig. 9a (latent traversals). Writes reports/emorl/<dataset>-<profile>/metrics.json.
+
+A config with `eval.run_of` evaluates another dataset's run: Fig. 7c's CLEVR10 is the CLEVR6-trained
+model run with K = 11 on scenes with 7-10 objects.
 """
 from __future__ import annotations
 
@@ -11,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
-from common.config import from_dict
+from common.config import ConfigError, from_dict
 from common.data import load_meta
+from common.evaluate import load_run
 from common.metrics import activeness, ari_fg, dci, mse
 from common.metrics.dci import slot_factor_table
 from common.pipeline import Stage, data_path
@@ -29,36 +34,63 @@ from papers.emorl.model import EfficientMORL
 class EMORLEval:
     refinement_sweep: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
     num_slots: int | None = None  # K at test time (Fig. 7c: 11 on CLEVR10)
+    run_of: str | None = None  # evaluate this dataset's trained run instead of training one (Fig. 7c: clevr6)
     batch_size: int = 32
     dci: bool = True
-    activeness_images: int = 100
+    dci_estimators: tuple[str, ...] = ("paper",)  # and/or "official" (the released code's, CLEVR6 only)
+    activeness_images: int = 100  # 0: no activeness
     activeness_steps: int = 10  # values swept per dimension between its min and max
     baseline: bool = True  # compare DCI/activeness with the Slot Attention baseline when it was trained
     dci_factors: tuple[str, ...] | None = None  # factors DCI predicts (None: all the dataset has)
+    traversal_dims: int = 8  # latent dimensions traversed in traversals.png (Fig. 9a)
+    ari_upsample: int | None = None  # also ARI-FG with predicted masks upsampled to this size (official: 192)
     seed: int = 0
 
 
+def upsampled_ari_fg(true_mask, masks, size: int, background):
+    """The official CLEVR convention: soft masks [B,K,1,h,w] resized (bicubic) to size x size before the
+    argmax. Our stored ground truth is at image size, so it is nearest-upsampled to match (the official
+    code compares with the 192 px crop's own masks, which we do not store)."""
+    b, k, _, h, w = masks.shape
+    pred = F.interpolate(masks.float().flatten(0, 1), size=(size, size), mode="bicubic", align_corners=False)
+    true = F.interpolate(true_mask[:, None].float(), size=(size, size), mode="nearest")[:, 0]  # [B,S,S]
+    return ari_fg(true.long(), pred.view(b, k, 1, size, size), background)
+
+
 @torch.no_grad()
-def run_model(model: EfficientMORL, data: dict, steps: int, batch_size: int, background, seed: int):
-    """ARI-FG, MSE and KL per image for one test-time I; also returns masks and posterior means."""
-    torch.manual_seed(seed)
-    ari, err, kl, masks, slots = [], [], [], [], []
-    for s in range(0, len(data["image"]), batch_size):
-        images = to_float_images(data["image"][s:s + batch_size])
+def run_model(model: EfficientMORL, data: dict, steps: int, cfg: EMORLEval, background) -> dict:
+    """Per image for one test-time I: ARI-FG (masks of a posterior sample, as the official eval), MSE, the
+    KL against the refinement prior (kl) and the loss's KL term (kl_objective); the posterior means
+    (slots) and the masks decoded from them (mean_masks, for DCI's matching)."""
+    torch.manual_seed(cfg.seed)
+    keys = ("ari_fg", "mse", "kl", "kl_objective", "masks", "slots", "mean_masks")
+    out = {key: [] for key in keys + (("ari_fg_upsampled",) if cfg.ari_upsample else ())}
+    d = model.config.slot_dim
+    for s in range(0, len(data["image"]), cfg.batch_size):
+        images = to_float_images(data["image"][s:s + cfg.batch_size])
+        true = data["mask"][s:s + cfg.batch_size]
         its = model.infer(images, steps)
-        m = its["log_masks"][-1].exp().detach()
-        recon = (m * its["rgb"][-1].detach()).sum(1)
-        ari.append(ari_fg(data["mask"][s:s + batch_size], m, background))
-        err.append(mse(images, recon))
-        kl.append(its["kl"][-1].detach())
-        masks.append(m), slots.append(its["lambda"][-1][..., : model.config.slot_dim].detach())
-    return {"ari_fg": torch.cat(ari), "mse": torch.cat(err), "kl": torch.cat(kl),
-            "masks": torch.cat(masks), "slots": torch.cat(slots)}
+        m = its["log_masks"][-1].exp().detach()  # [B,K,1,H,W]
+        means = its["lambda"][-1][..., :d].detach()  # [B,K,D]
+        out["ari_fg"].append(ari_fg(true, m, background))
+        out["mse"].append(mse(images, (m * its["rgb"][-1].detach()).sum(1)))
+        out["kl"].append(its["kl_refinement"][-1].detach())
+        out["kl_objective"].append(its["kl"][-1].detach())
+        out["masks"].append(m), out["slots"].append(means)
+        out["mean_masks"].append(model.decode(means)[1].exp())
+        if cfg.ari_upsample:
+            out["ari_fg_upsampled"].append(upsampled_ari_fg(true, m, cfg.ari_upsample, background))
+    return {key: torch.cat(v) for key, v in out.items()}
 
 
 def summary(r: dict) -> dict:
-    return {"ari_fg": float(r["ari_fg"].mean()), "ari_fg_std": float(r["ari_fg"].std()),
-            "mse": float(r["mse"].mean()), "kl": float(r["kl"].mean()), "n_images": int(len(r["ari_fg"]))}
+    """Means over the evaluated images (one seed: its spread over images is not a spread over seeds)."""
+    out = {"ari_fg": float(r["ari_fg"].mean()), "ari_fg_std_over_images": float(r["ari_fg"].std()),
+           "mse": float(r["mse"].mean()), "kl": float(r["kl"].mean()), "kl_objective": float(r["kl_objective"].mean()),
+           "n_images": int(len(r["ari_fg"]))}
+    if "ari_fg_upsampled" in r:
+        out["ari_fg_upsampled"] = float(r["ari_fg_upsampled"].mean())
+    return out
 
 
 def baseline_stage(stage: Stage) -> Stage:
@@ -76,36 +108,43 @@ def baseline(stage: Stage, data, meta, cfg: EMORLEval) -> dict:
     torch.manual_seed(cfg.seed)
     outs = [model(to_float_images(data["image"][s:s + cfg.batch_size]))
             for s in range(0, len(data["image"]), cfg.batch_size)]
-    result = {"masks": torch.cat([o.masks for o in outs]), "slots": torch.cat([o.slots for o in outs])}
-    ari = ari_fg(data["mask"], result["masks"], meta.background_ids)
+    masks = torch.cat([o.masks for o in outs])  # deterministic: its slots decode to these masks
+    result = {"mean_masks": masks, "slots": torch.cat([o.slots for o in outs])}
+    ari = ari_fg(data["mask"], masks, meta.background_ids)
     record = {"model": "Slot Attention (common.models)", "steps": base.experiment().train.steps,
               "ari_fg": float(ari.mean())}
     return record | disentanglement(lambda z: model.decode(z)[0], data, meta, result, cfg)
 
 
 def disentanglement(decode, data, meta, result, cfg: EMORLEval) -> dict:
-    """DCI on matched (slot code, object factors) pairs, and activeness of the latent dimensions."""
+    """App. E.2 DCI on (posterior mean, object factors) pairs matched by the IoU of the masks decoded from
+    the means (our reading of "we also decode the K masks"), once per estimator in cfg.dci_estimators
+    (`dci`: the paper's, `dci_official`: the released code's); and activeness (§4.3) on the means."""
     out = {}
     specs = [f for f in meta.factors if cfg.dci_factors is None or f.name in cfg.dci_factors]
     if cfg.dci and specs:
         codes, factors, kinds, names = slot_factor_table(
-            result["masks"], result["slots"], data["mask"], data["visibility"],
+            result["mean_masks"], result["slots"], data["mask"], data["visibility"],
             {s.name: data[f"factor.{s.name}"] for s in specs}, specs, meta.num_background)
-        if len(codes) >= 4:
-            d = dci(codes, factors, kinds, seed=cfg.seed)
-            out["dci"] = {k: d[k] for k in ("disentanglement", "completeness", "informativeness", "n_objects")}
-            out["dci"]["factors"] = dict(zip(names, d["informativeness_per_factor"]))
-    latents = result["slots"][: cfg.activeness_images]
-    act = activeness(decode, latents, steps=cfg.activeness_steps, seed=cfg.seed, batch=cfg.batch_size)
-    out["activeness"] = {"per_dim": act.tolist(), "active_dims": int((act > 0.01 * act.max()).sum()),
-                         "n_images": int(len(latents))}
+        for estimator in cfg.dci_estimators if len(codes) >= 4 else ():
+            d = dci(codes, factors, kinds, seed=cfg.seed, estimator=estimator)
+            keep = ("disentanglement", "completeness", "informativeness", "informativeness_r2", "n_objects")
+            out["dci" if estimator == "paper" else f"dci_{estimator}"] = {
+                **{k: d[k] for k in keep}, "estimator": estimator,
+                "factors": {n: {"score": v, "metric": m} for n, v, m in
+                            zip(names, d["informativeness_per_factor"], d["score_metric_per_factor"])}}
+    if cfg.activeness_images:
+        latents = result["slots"][: cfg.activeness_images]
+        act = activeness(decode, latents, steps=cfg.activeness_steps, seed=cfg.seed, batch=cfg.batch_size)
+        out["activeness"] = {"per_dim": act.tolist(), "active_dims": int((act > 0.01 * act.max()).sum()),
+                             "n_images": int(len(latents)), "steps": cfg.activeness_steps}
     return out
 
 
 @torch.no_grad()
-def figures(model: EfficientMORL, data: dict, out_dir: Path, steps: int, seed: int) -> None:
+def figures(model: EfficientMORL, data: dict, out_dir: Path, steps: int, cfg: EMORLEval) -> None:
     """Fig. 5 decompositions, Fig. 6 intermediate posteriors, Fig. 9a traversals."""
-    torch.manual_seed(seed)
+    torch.manual_seed(cfg.seed)
     images = to_float_images(data["image"][:8])
     its = model.infer(images, steps)
     masks, rgb = its["log_masks"][-1].exp().detach(), its["rgb"][-1].detach()
@@ -122,7 +161,7 @@ def figures(model: EfficientMORL, data: dict, out_dir: Path, steps: int, seed: i
     save_png(grid(rows), out_dir / "intermediate_posteriors.png", scale=2)
     slots = its["lambda"][-1][:1, :, : model.config.slot_dim].detach()  # [1,K,D]
     k = int(masks[0, :, 0].sum((1, 2)).argmax())  # the slot with the largest mask
-    dims = list(range(min(8, model.config.slot_dim)))
+    dims = list(range(min(cfg.traversal_dims, model.config.slot_dim)))
     rows = []
     for d in dims:
         z = slots.repeat(7, 1, 1)
@@ -131,33 +170,52 @@ def figures(model: EfficientMORL, data: dict, out_dir: Path, steps: int, seed: i
     save_png(grid(rows), out_dir / "traversals.png", scale=2)
 
 
+def trained_stage(stage: Stage, cfg: EMORLEval) -> Stage:
+    """The stage whose run is evaluated: this one, or `eval.run_of`'s (Fig. 7c: CLEVR10 uses CLEVR6's)."""
+    return stage if cfg.run_of is None else dataclasses.replace(stage, dataset=cfg.run_of)
+
+
 def evaluate(stage: Stage) -> Path:
     exp = stage.experiment()
     cfg = from_dict(EMORLEval, exp.eval, "eval")
-    model = EfficientMORL.from_pretrained(stage.run_dir / "model")
+    trained = trained_stage(stage, cfg)
+    if not (trained.run_dir / "model").is_dir():
+        raise ConfigError(f"no trained model in {trained.run_dir}: run `python -m papers.emorl.pipeline train "
+                          f"--dataset {trained.dataset} --profile {stage.profile}` first")
+    run, model = load_run(trained.run_dir)  # the run's own config: its steps and seed, whatever overrides say
+    trained_k = model.config.num_slots
     if cfg.num_slots is not None:  # K is not baked into the weights: z^0 is sampled per slot
         model.config = dataclasses.replace(model.config, num_slots=cfg.num_slots)
     path = data_path(stage)
     meta = load_meta(path)
     _, data = load_scenes(dataclasses.replace(exp.data, path=str(path)), exp.data.eval_split, exp.data.n_eval)
     test_steps = model.refinement_steps(None)
-    sweep = {}
-    for steps in sorted(set(cfg.refinement_sweep) | {test_steps}):
-        sweep[steps] = run_model(model, data, steps, cfg.batch_size, meta.background_ids, cfg.seed)
+    sweep = {steps: run_model(model, data, steps, cfg, meta.background_ids)
+             for steps in sorted(set(cfg.refinement_sweep) | {test_steps})}
     main = sweep[test_steps]
+    objects = data["num_objects"]
     record = {
-        "paper": "emorl", "dataset": stage.dataset, "profile": stage.profile, "steps": exp.train.steps,
-        "seed": exp.train.seed, "num_slots": model.config.num_slots, "test_refinement_steps": test_steps,
-        "metrics": summary(main),
-        "refinement_sweep": {str(i): summary(r) for i, r in sweep.items()},
+        "paper": "emorl", "dataset": stage.dataset, "profile": stage.profile,
+        "run": str(trained.run_dir.relative_to(trained.run_dir.parents[2])), "trained_on": trained.dataset,
+        "steps": run.train.steps, "seed": run.train.seed,
+        "num_slots": model.config.num_slots, "trained_num_slots": trained_k, "test_refinement_steps": test_steps,
+        "data_params": meta.params, "visible_objects_per_scene": [int(objects.min()), int(objects.max())],
+        "metrics": summary(main), "refinement_sweep": {str(i): summary(r) for i, r in sweep.items()},
+        "kl_definition": "kl: KL(q(z^{L,I}) || p) against the prior of Eq. 8's refinement term, the same "
+                         "quantity at every I; kl_objective: the loss's KL term (the sum over the L layers "
+                         "at I = 0, the refinement term at I >= 1), as the official evaluation reports it",
         **disentanglement(model.decode_image, data, meta, main, cfg), **provenance(),
     }
+    if cfg.ari_upsample:
+        record["ari_fg_upsampled_definition"] = (
+            f"predicted soft masks bicubic-upsampled to {cfg.ari_upsample} px before the argmax (the official "
+            f"CLEVR convention); ground truth: the dataset's {meta.image_size[0]} px masks nearest-upsampled")
     if cfg.baseline:
         record["baseline"] = baseline(stage, data, meta, cfg)
     if 0 in sweep and 1 in sweep:
         record["ari_ratio_i0_over_i1"] = float(sweep[0]["ari_fg"].mean() / sweep[1]["ari_fg"].mean())
     stage.report_dir.mkdir(parents=True, exist_ok=True)
-    figures(model, data, stage.report_dir, test_steps, cfg.seed)
+    figures(model, data, stage.report_dir, test_steps, cfg)
     out = stage.report_dir / "metrics.json"
     out.write_text(json.dumps(record, indent=2))
     return out

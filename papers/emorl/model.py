@@ -157,7 +157,10 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
 
     # -- the two stages --------------------------------------------------------------------------
     def infer(self, images: Tensor, steps: int, z0: Tensor | None = None) -> dict:
-        """Two-stage inference. Returns per-iteration nll, kl, masks, rgb, lambda and Stage-1 attentions.
+        """Two-stage inference. Returns per iteration i = 0..I: nll, kl (the loss's KL term: Eq. 4's sum
+        over the L layers at i = 0, the refinement term KL(q(z^{L,i}) || p) at i >= 1), kl_refinement
+        (KL(q(z^{L,i}) || p) at every i, also i = 0: one quantity across I, Fig. 7d), log_masks, rgb,
+        lambda; and the Stage-1 posteriors, samples and attentions.
 
         Refinement needs dL/dlambda even at test time, so gradients are on whenever steps > 0.
         """
@@ -168,7 +171,8 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
         posteriors, samples, attns, lam = self.bottom_up(images, z0)
         kl0, refine_prior = self.hierarchical_kl(posteriors, samples)
         rgb, log_m = self.decode(samples[-1])
-        its = {"nll": [self.nll(images, rgb, log_m)], "kl": [kl0], "log_masks": [log_m], "rgb": [rgb], "lambda": [lam]}
+        its = {"nll": [self.nll(images, rgb, log_m)], "kl": [kl0], "log_masks": [log_m], "rgb": [rgb], "lambda": [lam],
+               "kl_refinement": [posteriors[-1].kl(refine_prior).sum((1, 2))]}
         h = None
         for _ in range(steps):
             grad, = torch.autograd.grad(self._weighted_sum(its["nll"][-1], its["kl"][-1]), lam,
@@ -179,6 +183,7 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
             rgb, log_m = self.decode(q.rsample())
             its["nll"].append(self.nll(images, rgb, log_m))
             its["kl"].append(q.kl(refine_prior).sum((1, 2)))
+            its["kl_refinement"].append(its["kl"][-1])
             its["log_masks"].append(log_m), its["rgb"].append(rgb), its["lambda"].append(lam)
         its.update(posteriors=posteriors, attention=attns, samples=samples)
         return its

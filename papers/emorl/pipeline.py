@@ -1,12 +1,22 @@
 """python -m papers.emorl.pipeline {prepare,train,baseline,evaluate,report} --dataset D --profile P
 
 `baseline` trains the Slot Attention autoencoder (configs/<D>_slot_attention.yaml) on the same data,
-for the disentanglement comparison of Table 3 / Fig. 9c-d.
+for the disentanglement comparison of Table 3 / Fig. 9c-d. A dataset whose config sets `eval.run_of`
+(CLEVR10, Fig. 7c) is evaluated with that dataset's run and has no training of its own.
 """
 import sys
 
+from common.config import ConfigError, from_dict
 from common.pipeline import Stage, main, train
-from papers.emorl.evaluate import baseline_stage, evaluate
+from papers.emorl.evaluate import EMORLEval, baseline_stage, evaluate
+
+
+def train_model(stage: Stage, resume: bool = False):
+    run_of = from_dict(EMORLEval, stage.experiment().eval, "eval").run_of
+    if run_of is not None:
+        raise ConfigError(f"{stage.dataset} is evaluated with the {run_of} run (eval.run_of) and trains nothing: "
+                          f"python -m papers.emorl.pipeline train --dataset {run_of} --profile {stage.profile}")
+    return train(stage, resume)
 
 
 def train_baseline(stage: Stage):
@@ -14,4 +24,4 @@ def train_baseline(stage: Stage):
 
 
 if __name__ == "__main__":
-    sys.exit(main("emorl", evaluate, extra={"baseline": train_baseline}))
+    sys.exit(main("emorl", evaluate, extra={"baseline": train_baseline}, train_stage=train_model))
