@@ -26,7 +26,6 @@ from common.provenance import provenance
 from common.train.experiment import load_scenes
 from common.train.loop import to_float_images
 from common.viz import colour_masks, grid, save_decomposition, save_png
-from common.models import SlotAttentionAutoEncoder
 from papers.emorl.model import EfficientMORL
 
 
@@ -60,10 +59,9 @@ def upsampled_ari_fg(true_mask, masks, size: int, background):
 @torch.no_grad()
 def run_model(model: EfficientMORL, data: dict, steps: int, cfg: EMORLEval, background) -> dict:
     """Per image for one test-time I: ARI-FG (masks of a posterior sample, as the official eval), MSE, the
-    KL against the refinement prior (kl) and the loss's KL term (kl_objective); the posterior means
-    (slots) and the masks decoded from them (mean_masks, for DCI's matching)."""
+    KL against the refinement prior (kl) and the loss's KL term (kl_objective); the posterior means (slots)."""
     torch.manual_seed(cfg.seed)
-    keys = ("ari_fg", "mse", "kl", "kl_objective", "masks", "slots", "mean_masks")
+    keys = ("ari_fg", "mse", "kl", "kl_objective", "slots")
     out = {key: [] for key in keys + (("ari_fg_upsampled",) if cfg.ari_upsample else ())}
     d = model.config.slot_dim
     for s in range(0, len(data["image"]), cfg.batch_size):
@@ -76,11 +74,16 @@ def run_model(model: EfficientMORL, data: dict, steps: int, cfg: EMORLEval, back
         out["mse"].append(mse(images, (m * its["rgb"][-1].detach()).sum(1)))
         out["kl"].append(its["kl_refinement"][-1].detach())
         out["kl_objective"].append(its["kl"][-1].detach())
-        out["masks"].append(m), out["slots"].append(means)
-        out["mean_masks"].append(model.decode(means)[1].exp())
+        out["slots"].append(means)
         if cfg.ari_upsample:
             out["ari_fg_upsampled"].append(upsampled_ari_fg(true, m, cfg.ari_upsample, background))
     return {key: torch.cat(v) for key, v in out.items()}
+
+
+@torch.no_grad()
+def mean_masks(model: EfficientMORL, means, batch_size: int):
+    """Masks decoded from the posterior means [N,K,D] -> [N,K,1,H,W] (DCI's matching, App. E.2)."""
+    return torch.cat([model.decode(means[s:s + batch_size])[1].exp() for s in range(0, len(means), batch_size)])
 
 
 def summary(r: dict) -> dict:
@@ -104,14 +107,14 @@ def baseline(stage: Stage, data, meta, cfg: EMORLEval) -> dict:
     base = baseline_stage(stage)
     if not (base.run_dir / "model").is_dir():
         return {"status": f"not trained: python -m papers.emorl.pipeline baseline --dataset {stage.dataset}"}
-    model = SlotAttentionAutoEncoder.from_pretrained(base.run_dir / "model")
+    run, model = load_run(base.run_dir)
     torch.manual_seed(cfg.seed)
     outs = [model(to_float_images(data["image"][s:s + cfg.batch_size]))
             for s in range(0, len(data["image"]), cfg.batch_size)]
     masks = torch.cat([o.masks for o in outs])  # deterministic: its slots decode to these masks
     result = {"mean_masks": masks, "slots": torch.cat([o.slots for o in outs])}
     ari = ari_fg(data["mask"], masks, meta.background_ids)
-    record = {"model": "Slot Attention (common.models)", "steps": base.experiment().train.steps,
+    record = {"model": "Slot Attention (common.models)", "steps": run.train.steps,
               "ari_fg": float(ari.mean())}
     return record | disentanglement(lambda z: model.decode(z)[0], data, meta, result, cfg)
 
@@ -192,7 +195,7 @@ def evaluate(stage: Stage) -> Path:
     test_steps = model.refinement_steps(None)
     sweep = {steps: run_model(model, data, steps, cfg, meta.background_ids)
              for steps in sorted(set(cfg.refinement_sweep) | {test_steps})}
-    main = sweep[test_steps]
+    main = sweep[test_steps] | {"mean_masks": mean_masks(model, sweep[test_steps]["slots"], cfg.batch_size)}
     objects = data["num_objects"]
     record = {
         "paper": "emorl", "dataset": stage.dataset, "profile": stage.profile,
