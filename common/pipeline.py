@@ -19,11 +19,13 @@ from pathlib import Path
 from common.config import ConfigError, parse_overrides
 from common.data import DatasetError, generate_dataset, load_meta
 from common.hub import CheckpointError
+from common.train.loop import EXIT_BUDGET, BudgetSpent
 from common.train.experiment import ExperimentConfig, load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("prepare", "train", "evaluate", "report")
 OUTPUT_ROOT_ENV = "OCREPRO_OUTPUT_ROOT"  # where data/, runs/ and reports/ go (default: the repository)
+BUDGET_ENV = "OCREPRO_MAX_MINUTES"  # time budget of each training stage (make replicate MAX_MINUTES=...)
 
 
 def output_root() -> Path:
@@ -87,16 +89,30 @@ def data_path(stage: Stage) -> Path:
     return ROOT / exp.data.path if exp.data.path is not None else stage.data_dir
 
 
-def train(stage: Stage, resume: bool = False, data: Stage | None = None, run_dir: Path | None = None) -> Path:
+def unfinished(run_dir: Path) -> bool:
+    """A run that saved a checkpoint but no final model: interrupted (e.g. by its time budget)."""
+    return (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step_*")) \
+        and not (run_dir / "model").is_dir()
+
+
+def train(stage: Stage, resume: bool = False, data: Stage | None = None, run_dir: Path | None = None,
+          max_minutes: float | None = None) -> Path:
     """Run the shared training CLI on the prepared data of `data` (default: this stage's own) into
-    `run_dir` (default: the stage's); a fresh run unless `resume`."""
+    `run_dir` (default: the stage's). An unfinished run there is resumed (its config must match); anything
+    else there is replaced by a fresh run. `max_minutes` (default: $OCREPRO_MAX_MINUTES) is a time budget
+    after which training saves and stops (BudgetSpent); the same call again resumes."""
     from common.train.__main__ import parse_args, run
     run_dir = run_dir or stage.run_dir
+    resume = resume or unfinished(run_dir)
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)
+    max_minutes = max_minutes if max_minutes is not None else os.environ.get(BUDGET_ENV)
     args = [str(stage.config_path), "--out", str(run_dir), "--profile", stage.profile,
             "--set", f"data.path={data_path(data or stage)}"] + [a for o in stage.overrides for a in ("--set", o)]
     args += ["--resume"] if resume else []
+    args += ["--max-minutes", str(max_minutes)] if max_minutes is not None else []
+    if resume:
+        print(f"resuming the unfinished run in {run_dir}", file=sys.stderr)
     return run(parse_args(args))
 
 
@@ -120,7 +136,7 @@ def render_report(stage: Stage, notebook: Path) -> Path:
 
 def main(paper: str, evaluate: Callable[[Stage], Path], argv: list[str] | None = None,
          extra: dict[str, Callable[[Stage], Path]] | None = None,
-         train_stage: Callable[[Stage, bool], Path] = train) -> int:
+         train_stage: Callable[..., Path] = train) -> int:
     """CLI of a paper's pipeline; `extra` adds paper-specific stages (e.g. a baseline), `train_stage`
     replaces the train stage (e.g. to refuse configs that only evaluate)."""
     extra = extra or {}
@@ -129,6 +145,8 @@ def main(paper: str, evaluate: Callable[[Stage], Path], argv: list[str] | None =
     p.add_argument("--dataset", required=True)
     p.add_argument("--profile", default="smoke", choices=("smoke", "short", "paper"))
     p.add_argument("--resume", action="store_true", help="train: continue the existing run")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help=f"training time budget (default ${BUDGET_ENV}): save, exit {EXIT_BUDGET}; rerun to resume")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every stage (e.g. train.steps=10)")
     args = p.parse_args(argv)
@@ -137,7 +155,7 @@ def main(paper: str, evaluate: Callable[[Stage], Path], argv: list[str] | None =
         if args.stage == "prepare":
             print(f"data: {prepare(stage)}")
         elif args.stage == "train":
-            print(f"run: {train_stage(stage, args.resume)}")
+            print(f"run: {train_stage(stage, args.resume, max_minutes=args.max_minutes)}")
         elif args.stage == "evaluate":
             print(f"metrics: {evaluate(stage)}")
         elif args.stage in extra:
@@ -147,4 +165,7 @@ def main(paper: str, evaluate: Callable[[Stage], Path], argv: list[str] | None =
     except (ConfigError, DatasetError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BudgetSpent as err:
+        print(f"{err}. Run the same command again to resume.", file=sys.stderr)
+        return EXIT_BUDGET
     return 0

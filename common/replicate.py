@@ -6,9 +6,13 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
+
+from common.pipeline import BUDGET_ENV, output_root, unfinished
+from common.train.loop import EXIT_BUDGET
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPERS = ("iodine", "emorl", "sri", "lom", "svq")
@@ -19,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--paper", required=True)
     p.add_argument("--profile", default="smoke", choices=("smoke", "short", "paper"))
     p.add_argument("--dataset", default=None)
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="time budget of each training stage: it saves and stops; the same command resumes")
     args = p.parse_args(argv)
     if args.paper not in PAPERS:
         print(f"error: unknown paper '{args.paper}' (choose from {', '.join(PAPERS)})", file=sys.stderr)
@@ -38,7 +44,17 @@ def main(argv: list[str] | None = None) -> int:
            "-S", f"params.yaml:{args.paper}.profile={args.profile}"]
     print("+", " ".join(cmd))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.call(cmd, cwd=ROOT, env=env)  # stages call `python`/`dvc` from this venv
+    if args.max_minutes is not None:
+        env[BUDGET_ENV] = str(args.max_minutes)
+    start = time.time()
+    code = subprocess.call(cmd, cwd=ROOT, env=env)  # stages call `python`/`dvc` from this venv
+    stopped = [r for r in (output_root() / "runs" / args.paper).glob("*")
+               if unfinished(r) and (r / "checkpoints").stat().st_mtime >= start]
+    if code and stopped:
+        print(f"stopped by the {args.max_minutes:g}-minute budget with a checkpoint in "
+              f"{', '.join(str(r) for r in stopped)}: run the same command again to resume", file=sys.stderr)
+        return EXIT_BUDGET
+    return code
 
 
 if __name__ == "__main__":

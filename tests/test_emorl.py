@@ -160,3 +160,22 @@ def test_geco_state_survives_resume(tmp_path):
     assert {"geco.zeta", "geco.c_ema", "geco.steps"} <= set(a)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert a["geco.steps"].item() == 4 and a["geco.c_ema"].item() != 0
+
+
+def test_pipeline_budget_stop_then_the_same_command_resumes(tmp_path):
+    """`train --max-minutes 0` saves step 1 and exits 3; the same command again resumes the unfinished run
+    (no --resume) and ends with the weights of an uninterrupted run."""
+    weights = {}
+    for name, budgets in (("straight", [None]), ("stopped", ["0", "60"])):
+        root = tmp_path / name
+        assert _pipeline(root, "prepare").returncode == 0
+        for budget in budgets:
+            out = _pipeline(root, "train", *(["--max-minutes", budget] if budget else []))
+            assert out.returncode == (3 if budget == "0" else 0), out.stderr[-2000:]
+            if budget == "0":
+                assert "stopped at step 1 of 4" in out.stderr and "same command again" in out.stderr
+            if budget == "60":
+                assert "resuming the unfinished run" in out.stderr
+        weights[name] = safetensors.torch.load_file(str(root / "runs/emorl/tetrominoes-smoke/model/model.safetensors"))
+    a, b = weights["straight"], weights["stopped"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

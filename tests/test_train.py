@@ -55,6 +55,18 @@ def test_exact_resume_across_processes(tmp_path):
     assert [line.split("\t")[0] for line in logs] == ["step", "2", "4", "6", "8"]
 
 
+def test_time_budget_stops_with_a_checkpoint_and_resumes_to_the_same_weights(tmp_path):
+    """--max-minutes 0: the first step ends past the budget, so training saves step 1 and exits 3;
+    --resume finishes the run bit-exactly as an uninterrupted one."""
+    assert _cli(tmp_path, "--out", str(tmp_path / "a")).returncode == 0
+    stopped = _cli(tmp_path, "--out", str(tmp_path / "b"), "--max-minutes", "0")
+    assert stopped.returncode == 3 and "stopped at step 1 of 8" in stopped.stderr, stopped.stderr
+    assert (tmp_path / "b" / "checkpoints" / "step_00000001").is_dir() and not (tmp_path / "b" / "model").exists()
+    assert _cli(tmp_path, "--out", str(tmp_path / "b"), "--resume", "--max-minutes", "60").returncode == 0
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_cli_refuses_to_overwrite_or_resume_under_a_different_config(tmp_path):
     assert _cli(tmp_path, "--out", str(tmp_path / "a"), "--stop-at", "4").returncode == 0
     again = _cli(tmp_path, "--out", str(tmp_path / "a"))

@@ -1,9 +1,13 @@
-"""python -m common.train CONFIG.yaml --out DIR [--profile smoke] [--set k=v ...] [--resume]"""
+"""python -m common.train CONFIG.yaml --out DIR [--profile smoke] [--set k=v ...] [--resume] [--max-minutes M]
+
+Exit status: 0 trained to the end, 2 refused (bad config, checkpoint, divergence), 3 stopped by the time
+budget after saving a checkpoint (run again with --resume to continue)."""
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -12,7 +16,7 @@ from accelerate.utils import set_seed
 from common.config import ConfigError, parse_overrides, to_dict
 from common.hub import CheckpointError
 from common.train.experiment import build_model, check_resumable, load_experiment, load_train_images, write_config
-from common.train.loop import Trainer, TrainingDiverged
+from common.train.loop import EXIT_BUDGET, BudgetSpent, Trainer, TrainingDiverged
 
 
 def parse_args(argv):
@@ -23,7 +27,10 @@ def parse_args(argv):
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--stop-at", type=int, default=None, help="save and stop at this step (pre-emption)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help=f"time budget: save and exit with status {EXIT_BUDGET} after the first step past it")
     return p.parse_args(argv)
+
 
 
 def run(args) -> Path:
@@ -33,6 +40,7 @@ def run(args) -> Path:
         if not args.resume:
             raise ConfigError(f"{args.out} already holds a run; pass --resume or choose another --out")
         check_resumable(yaml.safe_load(config_path.read_text()), to_dict(exp))
+    deadline = None if args.max_minutes is None else time.monotonic() + 60 * args.max_minutes
     set_seed(exp.train.seed)
     model = build_model(exp)
     trainer = Trainer(model, load_train_images(exp.data), exp.train, args.out)
@@ -40,9 +48,13 @@ def run(args) -> Path:
         write_config(exp, config_path)
     if args.resume:
         trainer.resume()
-    model = trainer.fit(stop_at=args.stop_at)
-    if trainer.state.step >= exp.train.steps and trainer.accelerator.is_main_process:
+    model = trainer.fit(stop_at=args.stop_at, deadline=deadline)
+    step = trainer.state.step
+    if step >= exp.train.steps and trainer.accelerator.is_main_process:
         model.save_pretrained(args.out / "model")
+    if step < exp.train.steps and step != args.stop_at:
+        raise BudgetSpent(f"stopped at step {step} of {exp.train.steps} by the {args.max_minutes:g}-minute budget; "
+                          f"checkpoint saved in {args.out}: run again with --resume to continue")
     return args.out
 
 
@@ -54,6 +66,9 @@ def main(argv=None) -> int:
     except (ConfigError, CheckpointError, TrainingDiverged) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BudgetSpent as err:
+        print(str(err), file=sys.stderr)
+        return EXIT_BUDGET
     return 0
 
 

@@ -28,6 +28,13 @@ from common.train.schedules import warmup_decay
 log = logging.getLogger(__name__)
 
 
+EXIT_BUDGET = 3  # exit status of a training command stopped by its time budget
+
+
+class BudgetSpent(Exception):
+    """Training stopped at its time budget after saving a checkpoint; running again resumes."""
+
+
 class TrainingDiverged(RuntimeError):
     """Repeated non-finite steps that rolling back did not cure."""
 
@@ -203,8 +210,16 @@ class Trainer:
         log.warning("rolled back to %s", found[-1].name)
 
     # -- the loop ------------------------------------------------------------------------------
-    def fit(self, stop_at: int | None = None) -> nn.Module:
-        """Train until `config.steps` (or `stop_at`, simulating a pre-emption after saving)."""
+    def _past(self, deadline: float | None) -> bool:
+        """Whether any process has passed `deadline` (time.monotonic()): all stop at the same step."""
+        if deadline is None:
+            return False
+        late = torch.tensor(float(time.monotonic() >= deadline), device=self.accelerator.device)
+        return bool(self.accelerator.reduce(late, "sum") > 0)
+
+    def fit(self, stop_at: int | None = None, deadline: float | None = None) -> nn.Module:
+        """Train until `config.steps`, or until `stop_at` (a simulated pre-emption) or the first step that
+        ends past `deadline` (a time budget, time.monotonic() seconds), saving a checkpoint there."""
         cfg, acc = self.config, self.accelerator
         end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
         bar = tqdm(total=cfg.steps, initial=self.state.step, disable=not acc.is_local_main_process,
@@ -221,8 +236,10 @@ class Trainer:
                 unwrapped.after_step(out)
             self.state.step += 1
             bar.update(1)
+            if self._past(deadline):
+                end = self.state.step
             if self.state.step % cfg.log_every == 0 or self.state.step == end:
-                rate = cfg.batch_size * bar.n / max(time.perf_counter() - tic, 1e-9)
+                rate = cfg.batch_size * (self.state.step - bar.initial) / max(time.perf_counter() - tic, 1e-9)
                 self._log(out, rate)
                 bar.set_postfix(loss=f"{float(out.loss.detach()):.4g}", img_s=f"{rate:.1f}")
             if self.state.step % cfg.save_every == 0 or self.state.step == end:

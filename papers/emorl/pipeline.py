@@ -11,12 +11,12 @@ from common.pipeline import Stage, main, train
 from papers.emorl.evaluate import EMORLEval, baseline_stage, evaluate
 
 
-def train_model(stage: Stage, resume: bool = False):
+def train_model(stage: Stage, resume: bool = False, max_minutes: float | None = None):
     run_of = from_dict(EMORLEval, stage.experiment().eval, "eval").run_of
     if run_of is not None:
         raise ConfigError(f"{stage.dataset} is evaluated with the {run_of} run (eval.run_of) and trains nothing: "
                           f"python -m papers.emorl.pipeline train --dataset {run_of} --profile {stage.profile}")
-    return train(stage, resume)
+    return train(stage, resume, max_minutes=max_minutes)
 
 
 def train_baseline(stage: Stage):
