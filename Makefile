@@ -1,4 +1,4 @@
-# Entry points: `make replicate PAPER=<name>`, `make test`, `make bench`, `make publish`.
+# Entry points: `make replicate PAPER=<name>`, `make test`, `make bench`, `make results`, `make publish`.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +12,7 @@ PROFILE ?= smoke
 MAX_MINUTES ?=
 PAPERS := iodine emorl sri lom svq
 
-.PHONY: venv test test-slow bench replicate publish clean
+.PHONY: venv test test-slow bench replicate results publish clean
 
 venv: $(VENV)/.installed
 
@@ -41,6 +41,9 @@ bench: venv
 replicate: venv
 	@$(PY) -m common.replicate --paper "$(PAPER)" --profile "$(PROFILE)" $(if $(DATASET),--dataset "$(DATASET)") \
 	  $(if $(MAX_MINUTES),--max-minutes "$(MAX_MINUTES)")
+
+results: venv
+	$(PY) -m papers.results
 
 publish: venv
 	@test -n "$(REPO_ID)" || { echo "usage: make publish PAPER=<name> RUN=<dir> REPO_ID=<user/name>"; exit 2; }

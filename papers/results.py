@@ -1,0 +1,118 @@
+"""python -m papers.results [--check]: the results of record in reports/README.md.
+
+One table across papers, datasets and profiles, generated from the committed `metrics.json` files of
+`short` and `paper` runs (reports/<paper>/<dataset>-<profile>/metrics.json, or one per seed in
+seed<k>/ below it); smoke runs never appear. Each paper's `paper_results.CLAIMS` names the numbers the
+paper reports and where ours sit in metrics.json. Without --check the table is rewritten; with it the
+command exits 1 if the committed table differs from what the metrics files give.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPERS = ("iodine", "emorl", "sri", "lom", "svq")
+PROFILES = ("short", "paper")
+BEGIN, END = "<!-- results:begin (python -m papers.results) -->", "<!-- results:end -->"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A number a paper reports (mean, std over `seeds`, where) and the key of ours in metrics.json."""
+
+    dataset: str
+    metric: str
+    paper: float
+    std: float | None
+    seeds: int | None
+    source: str
+    key: str  # dotted path into metrics.json, e.g. "metrics.ari_fg"
+    scale: float = 1.0  # ours x scale is in the paper's unit (e.g. 100 for %)
+
+
+def claims(paper: str) -> list[Claim]:
+    try:
+        return list(importlib.import_module(f"papers.{paper}.paper_results").CLAIMS)
+    except (ImportError, AttributeError):
+        return []
+
+
+def runs(root: Path, paper: str, dataset: str, profile: str) -> list[dict]:
+    """The metrics of every seed of one dataset/profile, smoke excluded."""
+    folder = root / "reports" / paper / f"{dataset}-{profile}"
+    files = sorted(folder.glob("seed*/metrics.json")) or sorted(folder.glob("metrics.json"))
+    found = [json.loads(f.read_text()) for f in files]
+    return [m for m in found if m.get("profile") != "smoke"]
+
+
+def lookup(metrics: dict, key: str):
+    for part in key.split("."):
+        if not isinstance(metrics, dict) or part not in metrics:
+            return None
+        metrics = metrics[part]
+    return metrics
+
+
+def fmt(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
+
+
+def row(claim: Claim, paper: str, profile: str, found: list[dict]) -> list[str]:
+    spread = f" ± {fmt(claim.std)}" if claim.std is not None else ""
+    seeds = f" ({claim.seeds} seeds)" if claim.seeds else ""
+    head = [paper, claim.dataset, claim.metric, claim.source, f"{fmt(claim.paper)}{spread}{seeds}", profile]
+    values = [v * claim.scale for v in (lookup(m, claim.key) for m in found) if v is not None]
+    if not values:
+        return head + ["not yet run", "—", "—", "—", "—", "—"]
+    ours = fmt(float(np.mean(values))) + (f" ± {fmt(float(np.std(values)))}" if len(values) > 1 else "")
+    used = [m for m in found if lookup(m, claim.key) is not None]
+    join = lambda key: ", ".join(sorted({str(m.get(key, "?")) for m in used}))
+    return head + [ours, str(len(values)), join("steps"), join("hardware"),
+                   ", ".join(sorted({str(m.get("commit", "?"))[:10] for m in used})),
+                   ", ".join(sorted({str(m.get("date", "?"))[:10] for m in used}))]
+
+
+def table(root: Path = ROOT) -> str:
+    lines = ["| paper | dataset | metric | where | paper value | profile | ours (mean ± std over seeds) | seeds "
+             "| steps | hardware | commit | date |", "|" + " --- |" * 12]
+    for paper in PAPERS:
+        for claim in claims(paper):
+            for profile in PROFILES:
+                lines.append("| " + " | ".join(row(claim, paper, profile, runs(root, paper, claim.dataset, profile)))
+                             + " |")
+    return "\n".join(lines)
+
+
+def updated(text: str, body: str) -> str:
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"reports/README.md lacks the markers {BEGIN} ... {END}")
+    head, rest = text.split(BEGIN, 1)
+    return head + BEGIN + "\n" + body + "\n" + END + rest.split(END, 1)[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m papers.results", description=__doc__)
+    p.add_argument("--check", action="store_true", help="exit 1 if reports/README.md is not up to date")
+    args = p.parse_args(argv)
+    readme = ROOT / "reports" / "README.md"
+    text = readme.read_text()
+    new = updated(text, table())
+    if args.check:
+        if new != text:
+            print("reports/README.md differs from the metrics files: run `python -m papers.results`", file=sys.stderr)
+            return 1
+        return 0
+    readme.write_text(new)
+    print(f"wrote {readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

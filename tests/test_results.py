@@ -1,0 +1,43 @@
+"""The results of record (reports/README.md) are generated from metrics files and cannot drift."""
+import json
+from pathlib import Path
+
+import pytest
+
+from papers import results
+from papers.results import Claim
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_table_matches_the_metrics_files():
+    assert results.main(["--check"]) == 0, "run `python -m papers.results` and commit reports/README.md"
+
+
+def _write(root, paper, folder, **metrics):
+    path = root / "reports" / paper / folder / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics))
+
+
+def test_rows_aggregate_seeds_and_never_show_smoke(tmp_path, monkeypatch):
+    claim = Claim("tetrominoes", "ARI-FG (%)", 98.2, 1.8, 5, "Table 1", "metrics.ari_fg", 100)
+    monkeypatch.setattr(results, "claims", lambda paper: [claim] if paper == "emorl" else [])
+    common = {"steps": 2000, "hardware": "H100", "commit": "abcdef1234567", "date": "2026-11-22T00:00"}
+    _write(tmp_path, "emorl", "tetrominoes-short/seed0", profile="short", metrics={"ari_fg": 0.90}, **common)
+    _write(tmp_path, "emorl", "tetrominoes-short/seed1", profile="short", metrics={"ari_fg": 0.96}, **common)
+    _write(tmp_path, "emorl", "tetrominoes-smoke", profile="smoke", metrics={"ari_fg": 0.10}, **common)
+    _write(tmp_path, "emorl", "tetrominoes-paper", profile="smoke", metrics={"ari_fg": 0.20}, **common)  # mislabelled
+    rows = [r.strip("| ").split(" | ") for r in results.table(tmp_path).splitlines()[2:]]
+    assert [r[5] for r in rows] == ["short", "paper"]  # no smoke profile row
+    short, paper = rows
+    assert short[6] == "93 ± 3" and short[7] == "2" and short[4] == "98.2 ± 1.8 (5 seeds)"  # mean, std (ddof 0)
+    assert short[8:11] == ["2000", "H100", "abcdef1234"] and short[11] == "2026-11-22"
+    assert paper[6] == "not yet run"  # a smoke metrics file in a paper folder never counts
+
+
+def test_update_needs_the_markers():
+    with pytest.raises(ValueError, match="markers"):
+        results.updated("# no table here\n", "| a |")
+    text = f"head\n{results.BEGIN}\nold\n{results.END}\ntail\n"
+    assert results.updated(text, "new") == f"head\n{results.BEGIN}\nnew\n{results.END}\ntail\n"
