@@ -22,6 +22,11 @@ from common.train.loop import to_float_images
 from common.viz import save_decomposition
 
 
+def eval_device() -> torch.device:
+    """Where evaluation runs: the GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def load_run(run: Path):
     config_path = run / "config.yaml"
     if not config_path.is_file():
@@ -35,14 +40,15 @@ def evaluate(model, data: dict, background: tuple[int, ...] = (0,), batch_size: 
              seed: int = 0) -> tuple[dict, tuple]:
     """Per-image ARI-FG and MSE averaged over the split; returns metrics and the first batch's outputs."""
     torch.manual_seed(seed)
+    device = next(model.parameters()).device
     aris, mses, first = [], [], None
     for start in range(0, len(data["image"]), batch_size):
-        images = to_float_images(data["image"][start:start + batch_size])
+        images = to_float_images(data["image"][start:start + batch_size]).to(device)
         out = model(images)
         out.check(images)
-        aris.append(ari_fg(data["mask"][start:start + batch_size], out.masks, background))
-        mses.append(mse(images, out.recon))
-        first = first or (images, out)
+        aris.append(ari_fg(data["mask"][start:start + batch_size].to(device), out.masks, background).cpu())
+        mses.append(mse(images, out.recon).cpu())
+        first = first or (images.cpu(), out)
     ari, err = torch.cat(aris), torch.cat(mses)
     return {"ari_fg": float(ari.mean()), "ari_fg_std": float(ari.std()), "mse": float(err.mean()),
             "n_images": int(len(ari))}, first
@@ -60,6 +66,7 @@ def main(argv=None) -> int:
     except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    model = model.to(eval_device()).eval()
     meta, data = load_scenes(exp.data, exp.data.eval_split, args.n)
     metrics, (images, out) = evaluate(model, data, meta.background_ids, seed=args.seed)
     steps = exp.train.steps
@@ -69,7 +76,7 @@ def main(argv=None) -> int:
     out_dir = args.out or args.run / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(record, indent=2))
-    save_decomposition(out_dir / "decomposition.png", images[:8], out.recon[:8], out.masks[:8])
+    save_decomposition(out_dir / "decomposition.png", images[:8], out.recon[:8].cpu(), out.masks[:8].cpu())
     print(json.dumps(metrics))
     return 0
 

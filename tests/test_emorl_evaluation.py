@@ -31,10 +31,12 @@ def _scenes(n=6, seed=0):
     return {"image": image, "mask": mask, "visibility": torch.ones(n, 2, dtype=torch.uint8), "factor.x": x}
 
 
-class Oracle:
+class Oracle(torch.nn.Module):
     """Stands in for EfficientMORL: its masks are the ground truth, its means a one-hot slot code."""
 
     def __init__(self, masks: torch.Tensor, k: int = 3):
+        super().__init__()
+        self.device_anchor = torch.nn.Parameter(torch.zeros(0))  # evaluation runs where the parameters are
         self.masks = F.one_hot(masks.long(), k).permute(0, 3, 1, 2)[:, :, None].float()  # [N,K,1,H,W]
         self.config, self.seen = EMORLConfig(resolution=(16, 16), num_slots=k, slot_dim=k), 0
 

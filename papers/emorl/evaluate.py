@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from common.config import ConfigError, from_dict
 from common.data import load_meta
-from common.evaluate import load_run
+from common.evaluate import eval_device, load_run
 from common.metrics import activeness, ari_fg, dci, mse
 from common.metrics.dci import slot_factor_table
 from common.pipeline import Stage, data_path
@@ -63,10 +63,10 @@ def run_model(model: EfficientMORL, data: dict, steps: int, cfg: EMORLEval, back
     torch.manual_seed(cfg.seed)
     keys = ("ari_fg", "mse", "kl", "kl_objective", "slots")
     out = {key: [] for key in keys + (("ari_fg_upsampled",) if cfg.ari_upsample else ())}
-    d = model.config.slot_dim
+    d, device = model.config.slot_dim, device_of(model)
     for s in range(0, len(data["image"]), cfg.batch_size):
-        images = to_float_images(data["image"][s:s + cfg.batch_size])
-        true = data["mask"][s:s + cfg.batch_size]
+        images = to_float_images(data["image"][s:s + cfg.batch_size]).to(device)
+        true = data["mask"][s:s + cfg.batch_size].to(device)
         its = model.infer(images, steps)
         m = its["log_masks"][-1].exp().detach()  # [B,K,1,H,W]
         means = its["lambda"][-1][..., :d].detach()  # [B,K,D]
@@ -77,13 +77,19 @@ def run_model(model: EfficientMORL, data: dict, steps: int, cfg: EMORLEval, back
         out["slots"].append(means)
         if cfg.ari_upsample:
             out["ari_fg_upsampled"].append(upsampled_ari_fg(true, m, cfg.ari_upsample, background))
-    return {key: torch.cat(v) for key, v in out.items()}
+    return {key: torch.cat(v).cpu() for key, v in out.items()}
+
+
+def device_of(model) -> torch.device:
+    return next(model.parameters()).device
 
 
 @torch.no_grad()
 def mean_masks(model: EfficientMORL, means, batch_size: int):
     """Masks decoded from the posterior means [N,K,D] -> [N,K,1,H,W] (DCI's matching, App. E.2)."""
-    return torch.cat([model.decode(means[s:s + batch_size])[1].exp() for s in range(0, len(means), batch_size)])
+    device = device_of(model)
+    return torch.cat([model.decode(means[s:s + batch_size].to(device))[1].exp().cpu()
+                      for s in range(0, len(means), batch_size)])
 
 
 def summary(r: dict) -> dict:
@@ -108,15 +114,17 @@ def baseline(stage: Stage, data, meta, cfg: EMORLEval) -> dict:
     if not (base.run_dir / "model").is_dir():
         return {"status": f"not trained: python -m papers.emorl.pipeline baseline --dataset {stage.dataset}"}
     run, model = load_run(base.run_dir)
+    device = eval_device()
+    model = model.to(device).eval()
     torch.manual_seed(cfg.seed)
-    outs = [model(to_float_images(data["image"][s:s + cfg.batch_size]))
+    outs = [model(to_float_images(data["image"][s:s + cfg.batch_size]).to(device))
             for s in range(0, len(data["image"]), cfg.batch_size)]
-    masks = torch.cat([o.masks for o in outs])  # deterministic: its slots decode to these masks
-    result = {"mean_masks": masks, "slots": torch.cat([o.slots for o in outs])}
+    masks = torch.cat([o.masks.cpu() for o in outs])  # deterministic: its slots decode to these masks
+    result = {"mean_masks": masks, "slots": torch.cat([o.slots.cpu() for o in outs])}
     ari = ari_fg(data["mask"], masks, meta.background_ids)
     record = {"model": "Slot Attention (common.models)", "steps": run.train.steps,
               "ari_fg": float(ari.mean())}
-    return record | disentanglement(lambda z: model.decode(z)[0], data, meta, result, cfg)
+    return record | disentanglement(lambda z: model.decode(z.to(device))[0].cpu(), data, meta, result, cfg)
 
 
 def disentanglement(decode, data, meta, result, cfg: EMORLEval) -> dict:
@@ -146,30 +154,32 @@ def disentanglement(decode, data, meta, result, cfg: EMORLEval) -> dict:
 
 @torch.no_grad()
 def figures(model: EfficientMORL, data: dict, out_dir: Path, steps: int, cfg: EMORLEval) -> None:
-    """Fig. 5 decompositions, Fig. 6 intermediate posteriors, Fig. 9a traversals."""
+    """Fig. 5 decompositions, Fig. 6 intermediate posteriors, Fig. 9a traversals (model on any device)."""
     torch.manual_seed(cfg.seed)
+    device = device_of(model)
+    decode = lambda z: tuple(t.detach().cpu() for t in model.decode(z.to(device)))  # -> rgb, log masks on the CPU
     images = to_float_images(data["image"][:8])
-    its = model.infer(images, steps)
-    masks, rgb = its["log_masks"][-1].exp().detach(), its["rgb"][-1].detach()
+    its = model.infer(images.to(device), steps)
+    masks, rgb = its["log_masks"][-1].exp().detach().cpu(), its["rgb"][-1].detach().cpu()
     save_decomposition(out_dir / "decomposition.png", images, (masks * rgb).sum(1), masks, rgb)
     rows = []  # one image: each Stage-1 layer's sample, then each refinement iteration
+    h, w = images.shape[2:]
     for z, attn in zip(its["samples"], its["attention"]):
-        r, log_m = model.decode(z[:1].detach())
-        h, w = images.shape[2:]
-        attn_seg = colour_masks(attn[:1].detach().transpose(1, 2).reshape(1, -1, 1, h, w))
+        r, log_m = decode(z[:1])
+        attn_seg = colour_masks(attn[:1].detach().cpu().transpose(1, 2).reshape(1, -1, 1, h, w))
         rows.append(torch.cat([images[:1], (log_m.exp() * r).sum(1), colour_masks(log_m.exp()), attn_seg]))
     for log_m, r in zip(its["log_masks"][1:], its["rgb"][1:]):
-        rows.append(torch.cat([images[:1], (log_m[:1].exp() * r[:1]).sum(1), colour_masks(log_m[:1].exp()),
-                               torch.ones_like(images[:1])]).detach())
+        log_m, r = log_m[:1].detach().cpu(), r[:1].detach().cpu()
+        rows.append(torch.cat([images[:1], (log_m.exp() * r).sum(1), colour_masks(log_m.exp()), torch.ones_like(images[:1])]))
     save_png(grid(rows), out_dir / "intermediate_posteriors.png", scale=2)
-    slots = its["lambda"][-1][:1, :, : model.config.slot_dim].detach()  # [1,K,D]
+    slots = its["lambda"][-1][:1, :, : model.config.slot_dim].detach().cpu()  # [1,K,D]
     k = int(masks[0, :, 0].sum((1, 2)).argmax())  # the slot with the largest mask
-    dims = list(range(min(cfg.traversal_dims, model.config.slot_dim)))
     rows = []
-    for d in dims:
+    for d in range(min(cfg.traversal_dims, model.config.slot_dim)):
         z = slots.repeat(7, 1, 1)
         z[:, k, d] = torch.linspace(-2, 2, 7)
-        rows.append(model.decode_image(z))
+        r, log_m = decode(z)
+        rows.append((log_m.exp() * r).sum(1))
     save_png(grid(rows), out_dir / "traversals.png", scale=2)
 
 
@@ -186,6 +196,7 @@ def evaluate(stage: Stage) -> Path:
         raise ConfigError(f"no trained model in {trained.run_dir}: run `python -m papers.emorl.pipeline train "
                           f"--dataset {trained.dataset} --profile {stage.profile}` first")
     run, model = load_run(trained.run_dir)  # the run's own config: its steps and seed, whatever overrides say
+    model = model.to(eval_device()).eval()
     trained_k = model.config.num_slots
     if cfg.num_slots is not None:  # K is not baked into the weights: z^0 is sampled per slot
         model.config = dataclasses.replace(model.config, num_slots=cfg.num_slots)
@@ -207,7 +218,8 @@ def evaluate(stage: Stage) -> Path:
         "kl_definition": "kl: KL(q(z^{L,I}) || p) against the prior of Eq. 8's refinement term, the same "
                          "quantity at every I; kl_objective: the loss's KL term (the sum over the L layers "
                          "at I = 0, the refinement term at I >= 1), as the official evaluation reports it",
-        **disentanglement(model.decode_image, data, meta, main, cfg), **provenance(),
+        **disentanglement(lambda z: model.decode_image(z.to(device_of(model))).cpu(), data, meta, main, cfg),
+        **provenance(),
     }
     if cfg.ari_upsample:
         record["ari_fg_upsampled_definition"] = (
