@@ -10,6 +10,7 @@ PAPER ?= emorl
 DATASET ?=
 PROFILE ?= smoke
 MAX_MINUTES ?=
+SEEDS ?=
 PAPERS := iodine emorl sri lom svq
 
 .PHONY: venv test test-slow bench replicate results publish clean
@@ -40,7 +41,7 @@ bench: venv
 
 replicate: venv
 	@$(PY) -m common.replicate --paper "$(PAPER)" --profile "$(PROFILE)" $(if $(DATASET),--dataset "$(DATASET)") \
-	  $(if $(MAX_MINUTES),--max-minutes "$(MAX_MINUTES)")
+	  $(if $(MAX_MINUTES),--max-minutes "$(MAX_MINUTES)") $(if $(SEEDS),--seeds "$(SEEDS)")
 
 results: venv
 	$(PY) -m papers.results

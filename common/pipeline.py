@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from common.config import ConfigError, parse_overrides
 from common.data import DatasetError, generate_dataset, load_meta
 from common.hub import CheckpointError
@@ -34,10 +36,15 @@ def output_root() -> Path:
 
 @dataclass
 class Stage:
+    """One paper/dataset/profile/seed. Data are shared by the seeds; each seed trains its own run
+    (runs/<paper>/<dataset>-<profile>/seed<k>, with train.seed = k) and writes its own metrics
+    (reports/<paper>/<dataset>-<profile>/seeds/seed<k>); the report beside them aggregates the seeds."""
+
     paper: str
     dataset: str
     profile: str
     overrides: tuple[str, ...] = ()  # KEY=VALUE config overrides, as `python -m common.train --set`
+    seed: int = 0
 
     @property
     def name(self) -> str:
@@ -53,18 +60,38 @@ class Stage:
 
     @property
     def run_dir(self) -> Path:
-        return output_root() / "runs" / self.paper / self.name
+        return output_root() / "runs" / self.paper / self.name / f"seed{self.seed}"
 
     @property
     def report_dir(self) -> Path:
+        """The aggregate report of every seed (report.md)."""
         return output_root() / "reports" / self.paper / self.name
+
+    @property
+    def seed_dir(self) -> Path:
+        """This seed's evaluation: metrics.json and figures."""
+        return self.report_dir / "seeds" / f"seed{self.seed}"
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        """The overrides with this stage's training seed."""
+        return (*self.overrides, f"train.seed={self.seed}")
 
     def experiment(self) -> ExperimentConfig:
         if not self.config_path.is_file():
             available = sorted(p.stem for p in self.config_path.parent.glob("*.yaml"))
             raise ConfigError(f"no config for dataset '{self.dataset}' in papers/{self.paper}/configs "
                               f"(available: {', '.join(available)})")
-        return load_experiment(self.config_path, self.profile, parse_overrides(list(self.overrides)))
+        return load_experiment(self.config_path, self.profile, parse_overrides(list(self.settings)))
+
+
+def seed_metrics(report_dir: Path, seeds: list[int] | None = None) -> dict[int, dict]:
+    """{seed: metrics.json} for each seed in `seeds` (default: every seed evaluated) under report_dir/seeds."""
+    found = {int(p.parent.name[4:]): p for p in (report_dir / "seeds").glob("seed*/metrics.json")}
+    missing = sorted(set(seeds or ()) - set(found))
+    if missing or not found:
+        raise ConfigError(f"{report_dir}: no evaluation for seed(s) {missing or 'any'}: run the evaluate stage first")
+    return {k: json.loads(found[k].read_text()) for k in sorted(seeds or found)}
 
 
 def prepare(stage: Stage) -> Path:
@@ -108,7 +135,7 @@ def train(stage: Stage, resume: bool = False, data: Stage | None = None, run_dir
         shutil.rmtree(run_dir)
     max_minutes = max_minutes if max_minutes is not None else os.environ.get(BUDGET_ENV)
     args = [str(stage.config_path), "--out", str(run_dir), "--profile", stage.profile,
-            "--set", f"data.path={data_path(data or stage)}"] + [a for o in stage.overrides for a in ("--set", o)]
+            "--set", f"data.path={data_path(data or stage)}"] + [a for o in stage.settings for a in ("--set", o)]
     args += ["--resume"] if resume else []
     args += ["--max-minutes", str(max_minutes)] if max_minutes is not None else []
     if resume:
@@ -116,14 +143,28 @@ def train(stage: Stage, resume: bool = False, data: Stage | None = None, run_dir
     return run(parse_args(args))
 
 
-def render_report(stage: Stage, notebook: Path) -> Path:
-    """Execute the paper's notebook for this dataset/profile and write report.md beside the metrics."""
+def report_seeds(paper: str, given: str | None) -> list[int] | None:
+    """The seeds a report aggregates: `given` ("0,1,2"), else params.yaml's <paper>.seeds, else None (all)."""
+    if given:
+        try:
+            return [int(k) for k in given.split(",")]
+        except ValueError as err:
+            raise ConfigError(f"--seeds takes comma-separated integers, got {given!r}") from err
+    params = ROOT / "params.yaml"
+    return (yaml.safe_load(params.read_text()) or {}).get(paper, {}).get("seeds") if params.is_file() else None
+
+
+def render_report(stage: Stage, notebook: Path, seeds: list[int] | None = None) -> Path:
+    """Execute the paper's notebook for this dataset/profile over `seeds` (default: every evaluated seed)
+    and write report.md beside the seeds' folders. The notebook reads $REPORT_DIR and $REPORT_SEEDS."""
     import nbformat
     from nbclient import NotebookClient
     from nbconvert import MarkdownExporter
 
+    seeds = list(seed_metrics(stage.report_dir, seeds))  # fails clearly when a seed was not evaluated
     nb = nbformat.read(notebook, as_version=4)
-    os.environ.update(REPORT_DIR=str(stage.report_dir), REPORT_DATASET=stage.dataset, REPORT_PROFILE=stage.profile)
+    os.environ.update(REPORT_DIR=str(stage.report_dir), REPORT_DATASET=stage.dataset, REPORT_PROFILE=stage.profile,
+                      REPORT_SEEDS=",".join(map(str, seeds)))
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
     body, resources = MarkdownExporter(exclude_input=True).from_notebook_node(nb)
     stage.report_dir.mkdir(parents=True, exist_ok=True)
@@ -149,8 +190,11 @@ def main(paper: str, evaluate: Callable[[Stage], Path], argv: list[str] | None =
                    help=f"training time budget (default ${BUDGET_ENV}): save, exit {EXIT_BUDGET}; rerun to resume")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every stage (e.g. train.steps=10)")
+    p.add_argument("--seed", type=int, default=0, help="train/evaluate: the training seed (its own run folder)")
+    p.add_argument("--seeds", default=None,
+                   help=f"report: seeds to aggregate, e.g. 0,1,2 (default: params.yaml's {paper}.seeds, else all)")
     args = p.parse_args(argv)
-    stage = Stage(paper, args.dataset, args.profile, tuple(args.overrides))
+    stage = Stage(paper, args.dataset, args.profile, tuple(args.overrides), args.seed)
     try:
         if args.stage == "prepare":
             print(f"data: {prepare(stage)}")
@@ -161,7 +205,8 @@ def main(paper: str, evaluate: Callable[[Stage], Path], argv: list[str] | None =
         elif args.stage in extra:
             print(f"{args.stage}: {extra[args.stage](stage)}")
         else:
-            print(f"report: {render_report(stage, ROOT / 'papers' / paper / 'report.ipynb')}")
+            seeds = report_seeds(paper, args.seeds)
+            print(f"report: {render_report(stage, ROOT / 'papers' / paper / 'report.ipynb', seeds)}")
     except (ConfigError, DatasetError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

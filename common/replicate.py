@@ -1,4 +1,4 @@
-"""`make replicate PAPER=<name> [DATASET=..] [PROFILE=..]`: run a paper's DVC pipeline up to the report of one
+"""`make replicate PAPER=<name> [DATASET=..] [PROFILE=..] [SEEDS=0,1,2] [MAX_MINUTES=..]`: run a paper's DVC pipeline up to the report of one
 dataset (`dvc exp run papers/<name>/dvc.yaml:report@<dataset>`) on a profile, or say why it cannot."""
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--paper", required=True)
     p.add_argument("--profile", default="smoke", choices=("smoke", "short", "paper"))
     p.add_argument("--dataset", default=None)
+    p.add_argument("--seeds", default=None, help="training seeds, e.g. 0,1,2 (default: params.yaml's <paper>.seeds)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="time budget of each training stage: it saves and stops; the same command resumes")
     args = p.parse_args(argv)
@@ -42,13 +43,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cmd = ["dvc", "exp", "run", f"{pipeline.relative_to(ROOT)}:report@{dataset}",
            "-S", f"params.yaml:{args.paper}.profile={args.profile}"]
+    if args.seeds:
+        try:
+            seeds = [int(k) for k in args.seeds.split(",")]
+        except ValueError:
+            print(f"error: SEEDS takes comma-separated integers, got {args.seeds!r}", file=sys.stderr)
+            return 2
+        cmd += ["-S", f"params.yaml:{args.paper}.seeds=[{','.join(map(str, seeds))}]"]
     print("+", " ".join(cmd))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     if args.max_minutes is not None:
         env[BUDGET_ENV] = str(args.max_minutes)
     start = time.time()
     code = subprocess.call(cmd, cwd=ROOT, env=env)  # stages call `python`/`dvc` from this venv
-    stopped = [r for r in (output_root() / "runs" / args.paper).glob("*")
+    stopped = [r for r in (output_root() / "runs" / args.paper).glob("*/seed*")
                if unfinished(r) and (r / "checkpoints").stat().st_mtime >= start]
     if code and stopped:
         print(f"stopped by the {args.max_minutes:g}-minute budget with a checkpoint in "

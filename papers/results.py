@@ -1,8 +1,8 @@
 """python -m papers.results [--check]: the results of record in reports/README.md.
 
 One table across papers, datasets and profiles, generated from the committed `metrics.json` files of
-`short` and `paper` runs (reports/<paper>/<dataset>-<profile>/metrics.json, or one per seed in
-seed<k>/ below it); smoke runs never appear. Each paper's `paper_results.CLAIMS` names the numbers the
+`short` and `paper` runs (reports/<paper>/<dataset>-<profile>/seeds/seed<k>/metrics.json, one per
+seed); smoke runs never appear. Each paper's `paper_results.CLAIMS` names the numbers the
 paper reports and where ours sit in metrics.json. Without --check the table is rewritten; with it the
 command exits 1 if the committed table differs from what the metrics files give.
 """
@@ -46,8 +46,7 @@ def claims(paper: str) -> list[Claim]:
 
 def runs(root: Path, paper: str, dataset: str, profile: str) -> list[dict]:
     """The metrics of every seed of one dataset/profile, smoke excluded."""
-    folder = root / "reports" / paper / f"{dataset}-{profile}"
-    files = sorted(folder.glob("seed*/metrics.json")) or sorted(folder.glob("metrics.json"))
+    files = sorted((root / "reports" / paper / f"{dataset}-{profile}" / "seeds").glob("seed*/metrics.json"))
     found = [json.loads(f.read_text()) for f in files]
     return [m for m in found if m.get("profile") != "smoke"]
 

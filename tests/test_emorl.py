@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import safetensors.torch
 import torch
@@ -125,17 +126,29 @@ def _pipeline(tmp_path, stage, *extra):
 
 
 def test_smoke_pipeline_through_the_real_cli(tmp_path):
-    for stage in ("prepare", "train", "baseline", "evaluate", "report"):
-        out = _pipeline(tmp_path, stage)
+    """Every stage through the real CLI; seed 1 is a second run whose report row is the mean ± std of both."""
+    stages = [("prepare",), ("train",), ("baseline",), ("evaluate",), ("train", "--seed", "1"),
+              ("evaluate", "--seed", "1"), ("report", "--seeds", "0,1")]
+    for stage in stages:
+        out = _pipeline(tmp_path, *stage)
         assert out.returncode == 0, (stage, out.stderr[-2000:])
     report = tmp_path / "reports" / "emorl" / "tetrominoes-smoke"
-    metrics = json.loads((report / "metrics.json").read_text())
+    seeds = [json.loads((report / f"seeds/seed{k}/metrics.json").read_text()) for k in (0, 1)]
+    metrics = seeds[0]
     assert metrics["profile"] == "smoke" and metrics["metrics"]["n_images"] == 8
     assert set(metrics["refinement_sweep"]) == {"0", "1", "3"} and "ari_ratio_i0_over_i1" in metrics
     assert {"dci", "activeness"} <= set(metrics["baseline"]) and metrics["baseline"]["steps"] == 4
+    assert [m["seed"] for m in seeds] == [0, 1] and seeds[1]["run"].endswith("seed1")
+    assert "not trained" in seeds[1]["baseline"]["status"]
     text = (report / "report.md").read_text()
     assert "Smoke profile: these numbers are not a replication" in text and "98.2 ± 1.8" in text
-    assert all((report / f).is_file() for f in ("decomposition.png", "intermediate_posteriors.png", "traversals.png"))
+    ari = np.array([m["metrics"]["ari_fg"] for m in seeds]) * 100
+    assert f"| ARI-FG (%) | 98.2 ± 1.8 (5 seeds) | {ari.mean():.1f} ± {ari.std():.1f} |" in text
+    assert all((report / "seeds/seed0" / f).is_file()
+               for f in ("decomposition.png", "intermediate_posteriors.png", "traversals.png"))
+    assert "(seeds/seed0/decomposition.png)" in text and "2 seed(s)" in text
+    missing = _pipeline(tmp_path, "report", "--seeds", "0,2")
+    assert missing.returncode == 2 and "seed(s) [2]" in missing.stderr
 
 
 def test_geco_state_survives_resume(tmp_path):
@@ -176,6 +189,6 @@ def test_pipeline_budget_stop_then_the_same_command_resumes(tmp_path):
                 assert "stopped at step 1 of 4" in out.stderr and "same command again" in out.stderr
             if budget == "60":
                 assert "resuming the unfinished run" in out.stderr
-        weights[name] = safetensors.torch.load_file(str(root / "runs/emorl/tetrominoes-smoke/model/model.safetensors"))
+        weights[name] = safetensors.torch.load_file(str(root / "runs/emorl/tetrominoes-smoke/seed0/model/model.safetensors"))
     a, b = weights["straight"], weights["stopped"]
     assert all(torch.equal(a[k], b[k]) for k in a)

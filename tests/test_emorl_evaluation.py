@@ -119,9 +119,9 @@ def test_clevr10_evaluates_the_clevr6_run_with_eleven_slots(tmp_path):
         out = _cli(tmp_path, stage, "clevr10", "data.n_eval=3", "eval.batch_size=3", "eval.traversal_dims=1")
         assert out.returncode == 0, (stage, out.stderr[-2000:])
     assert not (tmp_path / "runs/emorl/clevr10-smoke").exists()
-    m = json.loads((tmp_path / "reports/emorl/clevr10-smoke/metrics.json").read_text())
+    m = json.loads((tmp_path / "reports/emorl/clevr10-smoke/seeds/seed0/metrics.json").read_text())
     assert (m["num_slots"], m["trained_num_slots"], m["trained_on"]) == (11, 7, "clevr6")
-    assert m["run"] == "runs/emorl/clevr6-smoke" and m["steps"] == 2
+    assert m["run"] == "runs/emorl/clevr6-smoke/seed0" and m["steps"] == 2
     assert (m["data_params"]["min_objects"], m["data_params"]["max_objects"]) == (7, 10)  # placed per scene
     assert m["visible_objects_per_scene"][1] <= 10 and m["metrics"]["n_images"] == 3
     assert set(m["refinement_sweep"]) == {"0", "1"} and "dci" not in m and "baseline" not in m

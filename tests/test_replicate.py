@@ -32,8 +32,9 @@ def test_every_listed_dataset_has_a_config_and_evaluation_only_ones_name_their_r
     for paper, settings in yaml.safe_load((ROOT / "params.yaml").read_text()).items():
         if "datasets" not in settings:
             continue
-        only = settings.get("evaluation_only", {})
+        only = {e["dataset"]: e["run"] for e in settings.get("evaluation_only", [])}
         assert settings["datasets"] == settings["trained"] + list(only), paper
+        assert settings["seeds"] and all(isinstance(k, int) for k in settings["seeds"]), paper
         for dataset in settings["datasets"]:
             exp = load_experiment(ROOT / "papers" / paper / "configs" / f"{dataset}.yaml", "smoke")
             assert exp.eval.get("run_of") == only.get(dataset), (paper, dataset)

@@ -24,10 +24,10 @@ def test_rows_aggregate_seeds_and_never_show_smoke(tmp_path, monkeypatch):
     claim = Claim("tetrominoes", "ARI-FG (%)", 98.2, 1.8, 5, "Table 1", "metrics.ari_fg", 100)
     monkeypatch.setattr(results, "claims", lambda paper: [claim] if paper == "emorl" else [])
     common = {"steps": 2000, "hardware": "H100", "commit": "abcdef1234567", "date": "2026-11-22T00:00"}
-    _write(tmp_path, "emorl", "tetrominoes-short/seed0", profile="short", metrics={"ari_fg": 0.90}, **common)
-    _write(tmp_path, "emorl", "tetrominoes-short/seed1", profile="short", metrics={"ari_fg": 0.96}, **common)
-    _write(tmp_path, "emorl", "tetrominoes-smoke", profile="smoke", metrics={"ari_fg": 0.10}, **common)
-    _write(tmp_path, "emorl", "tetrominoes-paper", profile="smoke", metrics={"ari_fg": 0.20}, **common)  # mislabelled
+    _write(tmp_path, "emorl", "tetrominoes-short/seeds/seed0", profile="short", metrics={"ari_fg": 0.90}, **common)
+    _write(tmp_path, "emorl", "tetrominoes-short/seeds/seed1", profile="short", metrics={"ari_fg": 0.96}, **common)
+    _write(tmp_path, "emorl", "tetrominoes-smoke/seeds/seed0", profile="smoke", metrics={"ari_fg": 0.10}, **common)
+    _write(tmp_path, "emorl", "tetrominoes-paper/seeds/seed0", profile="smoke", metrics={"ari_fg": 0.20}, **common)  # mislabelled
     rows = [r.strip("| ").split(" | ") for r in results.table(tmp_path).splitlines()[2:]]
     assert [r[5] for r in rows] == ["short", "paper"]  # no smoke profile row
     short, paper = rows

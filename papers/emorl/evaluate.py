@@ -21,7 +21,7 @@ from common.data import load_meta
 from common.evaluate import eval_device, load_run
 from common.metrics import activeness, ari_fg, dci, mse
 from common.metrics.dci import slot_factor_table
-from common.pipeline import Stage, data_path
+from common.pipeline import Stage, data_path, output_root
 from common.provenance import provenance
 from common.train.experiment import load_scenes
 from common.train.loop import to_float_images
@@ -104,7 +104,7 @@ def summary(r: dict) -> dict:
 
 def baseline_stage(stage: Stage) -> Stage:
     """The Slot Attention baseline trained on this stage's data (configs/<dataset>_slot_attention.yaml)."""
-    return Stage(stage.paper, f"{stage.dataset}_slot_attention", stage.profile, stage.overrides)
+    return dataclasses.replace(stage, dataset=f"{stage.dataset}_slot_attention")
 
 
 @torch.no_grad()
@@ -112,7 +112,8 @@ def baseline(stage: Stage, data, meta, cfg: EMORLEval) -> dict:
     """Table 3's Slot Attention column on the same scenes: its slots, masks, DCI and activeness."""
     base = baseline_stage(stage)
     if not (base.run_dir / "model").is_dir():
-        return {"status": f"not trained: python -m papers.emorl.pipeline baseline --dataset {stage.dataset}"}
+        return {"status": f"not trained: python -m papers.emorl.pipeline baseline --dataset {stage.dataset} "
+                          f"--seed {stage.seed}"}
     run, model = load_run(base.run_dir)
     device = eval_device()
     model = model.to(device).eval()
@@ -194,7 +195,7 @@ def evaluate(stage: Stage) -> Path:
     trained = trained_stage(stage, cfg)
     if not (trained.run_dir / "model").is_dir():
         raise ConfigError(f"no trained model in {trained.run_dir}: run `python -m papers.emorl.pipeline train "
-                          f"--dataset {trained.dataset} --profile {stage.profile}` first")
+                          f"--dataset {trained.dataset} --profile {stage.profile} --seed {stage.seed}` first")
     run, model = load_run(trained.run_dir)  # the run's own config: its steps and seed, whatever overrides say
     model = model.to(eval_device()).eval()
     trained_k = model.config.num_slots
@@ -210,7 +211,7 @@ def evaluate(stage: Stage) -> Path:
     objects = data["num_objects"]
     record = {
         "paper": "emorl", "dataset": stage.dataset, "profile": stage.profile,
-        "run": str(trained.run_dir.relative_to(trained.run_dir.parents[2])), "trained_on": trained.dataset,
+        "run": str(trained.run_dir.relative_to(output_root())), "trained_on": trained.dataset,
         "steps": run.train.steps, "seed": run.train.seed,
         "num_slots": model.config.num_slots, "trained_num_slots": trained_k, "test_refinement_steps": test_steps,
         "data_params": meta.params, "visible_objects_per_scene": [int(objects.min()), int(objects.max())],
@@ -229,8 +230,8 @@ def evaluate(stage: Stage) -> Path:
         record["baseline"] = baseline(stage, data, meta, cfg)
     if 0 in sweep and 1 in sweep:
         record["ari_ratio_i0_over_i1"] = float(sweep[0]["ari_fg"].mean() / sweep[1]["ari_fg"].mean())
-    stage.report_dir.mkdir(parents=True, exist_ok=True)
-    figures(model, data, stage.report_dir, test_steps, cfg)
-    out = stage.report_dir / "metrics.json"
+    stage.seed_dir.mkdir(parents=True, exist_ok=True)
+    figures(model, data, stage.seed_dir, test_steps, cfg)
+    out = stage.seed_dir / "metrics.json"
     out.write_text(json.dumps(record, indent=2))
     return out

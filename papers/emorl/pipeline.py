@@ -15,7 +15,8 @@ def train_model(stage: Stage, resume: bool = False, max_minutes: float | None = 
     run_of = from_dict(EMORLEval, stage.experiment().eval, "eval").run_of
     if run_of is not None:
         raise ConfigError(f"{stage.dataset} is evaluated with the {run_of} run (eval.run_of) and trains nothing: "
-                          f"python -m papers.emorl.pipeline train --dataset {run_of} --profile {stage.profile}")
+                          f"python -m papers.emorl.pipeline train --dataset {run_of} --profile {stage.profile} "
+                          f"--seed {stage.seed}")
     return train(stage, resume, max_minutes=max_minutes)
 
 
