@@ -10,7 +10,8 @@ from common.data.registry import generate_split
 from common.metrics import ari_fg, mse
 from common.prob import DiagonalGaussian
 from common.train.loop import to_float_images
-from papers.iodine.evaluate import run_iterations, summarise
+from papers.iodine.data import Generalisation
+from papers.iodine.evaluate import IODINEEval, generalisation, run_iterations, summarise
 from papers.iodine.model import IODINE, IODINEConfig
 from papers.iodine.multistability import (
     AMBIGUOUS,
@@ -122,3 +123,16 @@ def test_row_t_holds_the_metrics_after_t_refinement_updates(monkeypatch):
         if t == TETRO.iterations:  # the probe reads the posterior after the training T updates
             torch.testing.assert_close(r["masks"], its["masks"][-1])
     assert not torch.equal(r["mse"][0], r["mse"][3])
+
+
+def test_generalisation_uses_more_slots_after_t_updates_and_restores_k():
+    meta, data = _scenes(num_objects=4)
+    model = IODINE(TETRO).eval()
+    cfg = IODINEEval(generalisation=Generalisation(n=3, num_slots=6), batch_size=2, seed=1)
+    out = generalisation(model, {"path": "p", "split": "generalisation", "data": data}, meta.background_ids, cfg)
+    assert model.config.num_slots == 4  # restored
+    assert out["num_slots"] == 6 and out["objects"] == [4, 4] and out["n_images"] == 3
+    six = IODINE(IODINEConfig(**{**TETRO.__dict__, "num_slots": 6}))
+    six.load_state_dict(model.state_dict())
+    expected = summarise(run_iterations(six, data, TETRO.iterations, 2, meta.background_ids, seed=1))[-1]
+    assert out["iteration"] == TETRO.iterations and {k: out[k] for k in expected} == expected

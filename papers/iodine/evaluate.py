@@ -5,14 +5,15 @@
   posterior, the headline is the row t = the training T), for the main model and for the models the
   `sweep` stage trained with T = 1, 2, 4, 6 (Fig. 8: all evaluated up to 15 updates; iterations.png);
 - the linear factor probe on slots matched to objects (§4.1, Fig. 5);
-- more slots at test time on more objects than in training (Fig. 9: K = 11 on 7-9 objects);
+- more slots at test time on more objects than in training (Fig. 9: K = 11 on 7-9 objects, scenes
+  the `prepare` stage made: papers/iodine/data.py);
 - the multi-stability runs on an ambiguous Tetrominoes arrangement (§4.3, Fig. 10; multistability.png).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,19 +27,11 @@ from common.provenance import provenance
 from common.train.experiment import load_scenes
 from common.train.loop import to_float_images
 from common.viz import save_decomposition
+from papers.iodine.data import Generalisation, load_generalisation
 from papers.iodine.model import IODINE
 from papers.iodine.multistability import multistability
 
 METRICS = ("ari_fg", "mse", "kl")
-
-
-@dataclass
-class Generalisation:
-    """Fig. 9's orange boxes: scenes with more objects (the training generator, these params) and K slots."""
-
-    params: dict = field(default_factory=lambda: {"min_objects": 7, "max_objects": 9})
-    n: int = 320
-    num_slots: int = 11
 
 
 @dataclass
@@ -131,19 +124,16 @@ def evaluate_sweep(stage: Stage, data: dict, meta, cfg: IODINEEval) -> dict:
     return out
 
 
-def generalisation(model: IODINE, exp, meta, cfg: IODINEEval) -> dict:
-    """Fig. 9: K = cfg.generalisation.num_slots on procedurally generated scenes with more objects."""
-    g = cfg.generalisation
-    if exp.data.path is not None:
-        raise ConfigError("eval.generalisation generates its scenes: it needs a generated dataset, not data.path")
-    data_cfg = dataclasses.replace(exp.data, params={**exp.data.params, **g.params})
-    _, data = load_scenes(data_cfg, "generalisation", g.n)
+def generalisation(model: IODINE, scenes: dict, background, cfg: IODINEEval) -> dict:
+    """Fig. 9: K = cfg.generalisation.num_slots on the prepared scenes with more objects, after the
+    training T updates."""
+    g, data = cfg.generalisation, scenes["data"]
     trained_k = model.config.num_slots
     r = run_iterations(with_slots(model, g.num_slots), data, model.config.iterations, cfg.batch_size,
-                       meta.background_ids, cfg.seed)
+                       background, cfg.seed)
     with_slots(model, trained_k)
     objects = data["num_objects"]
-    return {"num_slots": g.num_slots, "params": g.params, "n_images": len(objects),
+    return {"num_slots": g.num_slots, "path": scenes["path"], "split": scenes["split"], "n_images": len(objects),
             "objects": [int(objects.min()), int(objects.max())], **summarise(r)[-1]}
 
 
@@ -180,6 +170,7 @@ def evaluate(stage: Stage) -> Path:
     if cfg.iterations < t_train:
         raise ConfigError(f"eval.iterations = {cfg.iterations} is less than the training T = {t_train}: the "
                           f"headline metrics are those after T refinement updates")
+    scenes = load_generalisation(stage, cfg.generalisation, model.config.resolution) if cfg.generalisation else None
     path = data_path(stage)
     meta = load_meta(path)
     _, data = load_scenes(dataclasses.replace(exp.data, path=str(path)), exp.data.eval_split, exp.data.n_eval)
@@ -200,7 +191,7 @@ def evaluate(stage: Stage) -> Path:
                for v in record["sweep"].values() if isinstance(v, dict)}
     iteration_figure(figures / "iterations.png", dict(sorted(curves.items(), key=lambda c: c[1][0])))
     if cfg.generalisation is not None:
-        record["generalisation"] = generalisation(model, exp, meta, cfg)
+        record["generalisation"] = generalisation(model, scenes, meta.background_ids, cfg)
     if cfg.multistability_runs:
         record["multistability"] = multistability(model, cfg.multistability_runs, cfg.seed,
                                                   figures / "multistability.png")
