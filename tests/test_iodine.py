@@ -56,8 +56,8 @@ def _expected_inputs(x, means, logits, lam) -> dict[str, torch.Tensor]:
     """App. B's table computed here, in float64, from its definitions (sigma_x = 0.1, prior N(0, I))."""
     x, means, logits, lam = (a.double() for a in (x, means, logits, lam))
     m = logits.softmax(1)  # [1,2,1,4,4]
-    p_k = Normal(means, 0.1).log_prob(x.unsqueeze(1)).sum(2, keepdim=True).exp()  # p(x|k), joint over RGB
-    mixture = lambda m_, mu: -torch.log((m_ * Normal(mu, 0.1).log_prob(x.unsqueeze(1)).sum(2, keepdim=True).exp()).sum(1)).sum()
+    density = lambda mu: Normal(mu, 0.1).log_prob(x.unsqueeze(1)).sum(2, keepdim=True).exp()  # [1,2,1,4,4]
+    mixture = lambda m_, mu: -torch.log((m_ * density(mu)).sum(1)).sum()  # the NLL
     mu_leaf, m_leaf = means.clone().requires_grad_(), m.clone().requires_grad_()
     d_means, = torch.autograd.grad(mixture(m, mu_leaf), mu_leaf)
     d_mask, = torch.autograd.grad(mixture(m_leaf, means), m_leaf)
@@ -65,6 +65,7 @@ def _expected_inputs(x, means, logits, lam) -> dict[str, torch.Tensor]:
     mu, log_sigma = lam_leaf.chunk(2, -1)
     kl = (0.5 * (torch.exp(2 * log_sigma) + mu ** 2 - 1) - log_sigma).sum()
     d_lam, = torch.autograd.grad(kl, lam_leaf)  # the NLL does not reach lambda here (decode ignores z)
+    p_k = density(means)  # p(x|k), joint over RGB
     log_px = torch.log((m * p_k).sum(1, keepdim=True))  # [1,1,1,4,4]
     ys, xs = torch.meshgrid(torch.linspace(-1, 1, 4), torch.linspace(-1, 1, 4), indexing="ij")
     return {

@@ -74,7 +74,7 @@ def test_prepare_generates_fig9_scenes_that_evaluate_reads(tmp_path, monkeypatch
     assert _run("prepare", sets) == 0
     folder = stage.data_dir / "generalisation"
     meta, scenes = load_meta(folder), load_split(folder, "generalisation")
-    assert (meta.name, meta.params["min_objects"], meta.params["max_objects"], len(scenes["image"])) == ("clevr9", 7, 9, 3)
+    assert (meta.params["min_objects"], meta.params["max_objects"], len(scenes["image"])) == (7, 9, 3)
     assert load_meta(stage.data_dir).params["max_objects"] == 6  # the training scenes keep CLEVR6's 3-6
     assert _run("train", sets) == 0 and _run("evaluate", sets) == 0
     g = json.loads((stage.report_dir / "metrics.json").read_text())["generalisation"]

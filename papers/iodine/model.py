@@ -118,7 +118,7 @@ class IODINE(HubModel, paper_url="https://arxiv.org/abs/1903.00450"):
             raise ValueError(f"IODINE: likelihood gaussian|logistic and iterations >= 1; got "
                              f"{c.likelihood!r}, {c.iterations}")
         d = c.latent_dim
-        self.lambda1 = nn.Parameter(torch.cat([torch.zeros(d), torch.zeros(d)]))  # lambda^(0): (mu, log sigma), all slots
+        self.lambda1 = nn.Parameter(torch.zeros(2 * d))  # lambda^(0) = (mu, log sigma), shared by the slots
         extra = 1 if c.decoder_constant is not None else 0
         n = len(c.decoder_channels)
         self.decoder = SpatialBroadcastDecoder(d + extra, c.resolution, c.resolution, c.decoder_channels,
