@@ -2,6 +2,7 @@
 
   generate NAME --out DIR --n-train N --n-val N --n-test N --seed S [--set key=value ...]
   convert SOURCE --in PATH --out DIR [--splits train=70000,test=rest] [--crop iodine|center|none] [--size N]
+           [--max-objects N] [--min-objects N]
            (SOURCE: tetrominoes, multi_dsprites, objects_room, clevr_with_masks, emorl_h5, shapestacks, clevrtex, sysbinder)
   show DIR [--split train] [--n 8] [--png PATH]
 """
@@ -31,7 +32,7 @@ def _generate(args) -> None:
 def _convert(args) -> None:
     from common.data.convert import convert
     out = convert(args.source, args.input, args.out, args.splits, crop=args.crop, size=args.size,
-                  max_objects=args.max_objects, count=args.count, overwrite=args.force)
+                  max_objects=args.max_objects, count=args.count, overwrite=args.force, min_objects=args.min_objects)
     print(f"wrote {out}")
 
 
@@ -66,6 +67,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--crop", default=None, help="CLEVR: iodine ([29:221, 64:256]), center ([24:216, 64:256]) or none")
     c.add_argument("--size", type=int, default=None, help="resize to SIZE x SIZE (image bilinear, mask nearest)")
     c.add_argument("--max-objects", type=int, default=None, help="CLEVR6: 6; keep scenes with at most this many")
+    c.add_argument("--min-objects", type=int, default=None,
+                   help="keep scenes with at least this many foreground objects (IODINE Fig. 9: 7)")
     c.add_argument("--count", default="foreground", help="what --max-objects counts: foreground, oclf, iodine-release")
     c.add_argument("--force", action="store_true")
     s = sub.add_parser("show", help="PNG grid of images and masks")

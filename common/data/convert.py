@@ -168,8 +168,9 @@ def _batch(scenes: list[dict], nb: int) -> dict[str, np.ndarray]:
     return b
 
 
-def _tfrecord_splits(source, path, splits, crop, size, max_objects, count):
-    """Records in file order fill the splits in turn; each kept scene is cropped/resized in chunks."""
+def _tfrecord_splits(source, path, splits, crop, size, max_objects, count, min_objects=None):
+    """Records in file order fill the splits in turn; each kept scene is cropped/resized in chunks.
+    `min_objects` keeps scenes with at least that many foreground objects (IODINE Fig. 9: 7-9)."""
     nb = SOURCES[source].num_background
     plan = parse_splits(splits)
     ends = np.cumsum([np.inf if n is None else n for _, n in plan])  # record index where each split ends
@@ -186,7 +187,8 @@ def _tfrecord_splits(source, path, splits, crop, size, max_objects, count):
             break
         name = plan[int(np.searchsorted(ends, i, side="right"))][0]
         scene = decode(source, parse_example(record), f"{path}: record {i}")
-        if keep(scene["file_visibility"], max_objects, count, nb):
+        enough = min_objects is None or scene["file_visibility"][nb:].sum() >= min_objects
+        if enough and keep(scene["file_visibility"], max_objects, count, nb):
             pending[name].append(scene)
         if len(pending[name]) == CHUNK:
             flush(name)
@@ -239,7 +241,7 @@ def _emorl_splits(path: Path, crop, size):
 
 def convert(source: str, path: str | Path, out: str | Path, splits: str = "train=rest", crop: str | None = None,
             size: int | None = None, max_objects: int | None = None, count: str = "foreground",
-            overwrite: bool = False) -> Path:
+            overwrite: bool = False, min_objects: int | None = None) -> Path:
     """Read a published release at `path` into a dataset folder `out` (written atomically)."""
     path = Path(path)
     if not path.exists():
@@ -247,7 +249,7 @@ def convert(source: str, path: str | Path, out: str | Path, splits: str = "train
     if count not in COUNTS:
         raise ValueError(f"unknown count convention {count!r} (choose from {', '.join(COUNTS)})")
     params = {"input": path.name, "splits": splits, "crop": crop, "size": size, "max_objects": max_objects,
-              "count": count}
+              "count": count, **({"min_objects": min_objects} if min_objects is not None else {})}
     if source in FOLDER_SOURCES:
         if not path.is_dir():
             raise DatasetError(f"{path}: {source} reads a folder")
@@ -255,7 +257,7 @@ def convert(source: str, path: str | Path, out: str | Path, splits: str = "train
     if source == "emorl_h5":
         data = _emorl_splits(path, crop, size)
     elif source in SOURCES:
-        data = _tfrecord_splits(source, path, splits, crop, size, max_objects, count)
+        data = _tfrecord_splits(source, path, splits, crop, size, max_objects, count, min_objects)
     else:
         raise ValueError(f"unknown source {source!r} (choose from {', '.join([*SOURCES, 'emorl_h5', *FOLDER_SOURCES])})")
     if not data:

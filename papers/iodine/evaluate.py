@@ -1,17 +1,19 @@
 """IODINE evaluation (§4). Writes reports/iodine/<dataset>-<profile>/metrics.json and figures/:
 
-- ARI-FG (background excluded), MSE and KL after every inference iteration up to `iterations`
-  (mean, median and quartiles over images), for the main model and for the models the `sweep` stage
-  trained with T = 1, 2, 4, 6 (Fig. 8: all evaluated up to 15 iterations; iterations.png);
+- ARI-FG (background excluded), MSE and KL of the posterior after t = 0..`iterations` refinement
+  updates (mean, median and quartiles over images; row t has "iteration": t, t = 0 is the initial
+  posterior, the headline is the row t = the training T), for the main model and for the models the
+  `sweep` stage trained with T = 1, 2, 4, 6 (Fig. 8: all evaluated up to 15 updates; iterations.png);
 - the linear factor probe on slots matched to objects (§4.1, Fig. 5);
-- more slots at test time on more objects than in training (Fig. 9: K = 11 on 7-9 objects);
+- more slots at test time on more objects than in training (Fig. 9: K = 11 on 7-9 objects, scenes
+  the `prepare` stage made: papers/iodine/data.py);
 - the multi-stability runs on an ambiguous Tetrominoes arrangement (§4.3, Fig. 10; multistability.png).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,6 +27,7 @@ from common.provenance import provenance
 from common.train.experiment import load_scenes
 from common.train.loop import to_float_images
 from common.viz import save_decomposition
+from papers.iodine.data import Generalisation, load_generalisation
 from papers.iodine.model import IODINE
 from papers.iodine.multistability import multistability
 
@@ -32,17 +35,8 @@ METRICS = ("ari_fg", "mse", "kl")
 
 
 @dataclass
-class Generalisation:
-    """Fig. 9's orange boxes: scenes with more objects (the training generator, these params) and K slots."""
-
-    params: dict = field(default_factory=lambda: {"min_objects": 7, "max_objects": 9})
-    n: int = 320
-    num_slots: int = 11
-
-
-@dataclass
 class IODINEEval:
-    iterations: int = 15  # test-time iterations (Fig. 8)
+    iterations: int = 15  # test-time refinement updates (Fig. 8); at least the training T
     num_slots: int | None = None  # K at test time on the evaluation split
     batch_size: int = 16
     probe: bool = True  # Fig. 5
@@ -60,11 +54,11 @@ def with_slots(model: IODINE, k: int | None) -> IODINE:
 
 
 def run_iterations(model: IODINE, data: dict, iterations: int, batch_size: int, background, seed: int) -> dict:
-    """Per image and iteration t = 1..iterations: ARI-FG, MSE, KL [T,N]; and the masks and posterior
-    means [N,K,...] at the training T, for the probe."""
+    """Per image after t = 0..iterations refinement updates: ARI-FG, MSE, KL [iterations+1,N]; and the
+    masks and posterior means [N,K,...] after the training T updates, for the probe."""
     model.eval()  # detached outputs, memory flat over the iterations
     torch.manual_seed(seed)
-    t_train = min(model.config.iterations, iterations) - 1
+    t_train = min(model.config.iterations, iterations)
     out = {key: [] for key in (*METRICS, "masks", "slots")}
     for s in range(0, len(data["image"]), batch_size):
         images = to_float_images(data["image"][s:s + batch_size])
@@ -79,10 +73,11 @@ def run_iterations(model: IODINE, data: dict, iterations: int, batch_size: int, 
 
 
 def summarise(per_image: dict) -> list[dict]:
-    """[T,N] per metric -> per iteration: mean, median and the 25th/75th percentiles (Fig. 8's band)."""
+    """[T+1,N] per metric -> a row per number of refinement updates t = 0..T ("iteration": t): mean,
+    median and the 25th/75th percentiles (Fig. 8's band)."""
     rows = []
     for t in range(len(per_image["ari_fg"])):
-        row = {}
+        row = {"iteration": t}
         for key in METRICS:
             v = per_image[key][t].double()
             q = torch.quantile(v, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)).tolist()
@@ -129,40 +124,37 @@ def evaluate_sweep(stage: Stage, data: dict, meta, cfg: IODINEEval) -> dict:
     return out
 
 
-def generalisation(model: IODINE, exp, meta, cfg: IODINEEval) -> dict:
-    """Fig. 9: K = cfg.generalisation.num_slots on procedurally generated scenes with more objects."""
-    g = cfg.generalisation
-    if exp.data.path is not None:
-        raise ConfigError("eval.generalisation generates its scenes: it needs a generated dataset, not data.path")
-    data_cfg = dataclasses.replace(exp.data, params={**exp.data.params, **g.params})
-    _, data = load_scenes(data_cfg, "generalisation", g.n)
+def generalisation(model: IODINE, scenes: dict, background, cfg: IODINEEval) -> dict:
+    """Fig. 9: K = cfg.generalisation.num_slots on the prepared scenes with more objects, after the
+    training T updates."""
+    g, data = cfg.generalisation, scenes["data"]
     trained_k = model.config.num_slots
     r = run_iterations(with_slots(model, g.num_slots), data, model.config.iterations, cfg.batch_size,
-                       meta.background_ids, cfg.seed)
+                       background, cfg.seed)
     with_slots(model, trained_k)
     objects = data["num_objects"]
-    return {"num_slots": g.num_slots, "params": g.params, "n_images": len(objects),
+    return {"num_slots": g.num_slots, "path": scenes["path"], "split": scenes["split"], "n_images": len(objects),
             "objects": [int(objects.min()), int(objects.max())], **summarise(r)[-1]}
 
 
 def iteration_figure(path: Path, curves: dict[str, tuple[int, list[dict]]]) -> Path:
-    """Fig. 8: median ARI-FG, MSE and KL over test iterations, one curve per training T, the 25-75th
-    percentile band shaded and a filled dot at the training T."""
+    """Fig. 8: median ARI-FG, MSE and KL over the number of refinement updates t (0: the initial
+    posterior), one curve per training T, the 25-75th percentile band shaded and a dot at t = T."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for label, (t_train, rows) in curves.items():
-        ts = range(1, len(rows) + 1)
+        ts = [r["iteration"] for r in rows]
         for ax, key in zip(axes, METRICS):
             line, = ax.plot(ts, [r[f"{key}_median"] for r in rows], label=label)
             ax.fill_between(ts, [r[f"{key}_p25"] for r in rows], [r[f"{key}_p75"] for r in rows],
                             color=line.get_color(), alpha=0.2)
-            if t_train <= len(rows):
-                ax.plot([t_train], [rows[t_train - 1][f"{key}_median"]], "o", color=line.get_color())
+            if t_train < len(rows):
+                ax.plot([t_train], [rows[t_train][f"{key}_median"]], "o", color=line.get_color())
     for ax, title in zip(axes, ("ARI-FG (median)", "MSE (median)", "KL (median, nats)")):
-        ax.set_title(title), ax.set_xlabel("test iteration")
+        ax.set_title(title), ax.set_xlabel("refinement updates t (0: initial posterior)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -174,16 +166,20 @@ def evaluate(stage: Stage) -> Path:
     exp = stage.experiment()
     cfg = from_dict(IODINEEval, exp.eval, "eval")
     model = with_slots(IODINE.from_pretrained(stage.run_dir / "model"), cfg.num_slots)
+    t_train = model.config.iterations
+    if cfg.iterations < t_train:
+        raise ConfigError(f"eval.iterations = {cfg.iterations} is less than the training T = {t_train}: the "
+                          f"headline metrics are those after T refinement updates")
+    scenes = load_generalisation(stage, cfg.generalisation, model.config.resolution) if cfg.generalisation else None
     path = data_path(stage)
     meta = load_meta(path)
     _, data = load_scenes(dataclasses.replace(exp.data, path=str(path)), exp.data.eval_split, exp.data.n_eval)
     result = run_iterations(model, data, cfg.iterations, cfg.batch_size, meta.background_ids, cfg.seed)
     rows = summarise(result)
-    t_train = model.config.iterations
     record = {"paper": "iodine", "dataset": stage.dataset, "profile": stage.profile, "steps": exp.train.steps,
               "seed": exp.train.seed, "num_slots": model.config.num_slots, "train_iterations": t_train,
               "model_config": dataclasses.asdict(model.config),
-              "metrics": {**rows[min(t_train, cfg.iterations) - 1], "n_images": len(data["image"])},
+              "metrics": {**rows[t_train], "n_images": len(data["image"])},  # after the training T updates
               "per_iteration": rows}
     figures = stage.report_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
@@ -195,7 +191,7 @@ def evaluate(stage: Stage) -> Path:
                for v in record["sweep"].values() if isinstance(v, dict)}
     iteration_figure(figures / "iterations.png", dict(sorted(curves.items(), key=lambda c: c[1][0])))
     if cfg.generalisation is not None:
-        record["generalisation"] = generalisation(model, exp, meta, cfg)
+        record["generalisation"] = generalisation(model, scenes, meta.background_ids, cfg)
     if cfg.multistability_runs:
         record["multistability"] = multistability(model, cfg.multistability_runs, cfg.seed,
                                                   figures / "multistability.png")

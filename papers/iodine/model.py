@@ -1,11 +1,14 @@
 """IODINE (Greff et al. 2019): iterative amortised inference for a spatial-mixture slot VAE.
 
 §2.1 and Eq. 1 define the generative model; the lost §2.2-2.3 are restored in
-`../shared/seeds/README.md`: a learned initial posterior lambda^(1) shared by all K slots; for
-t = 1..T sample z, decode, L^(t) = -log p(x|z) + KL(q || N(0, I)), and refine
-lambda <- lambda + f_phi(z, x, a) with the auxiliary inputs of App. B; the loss is sum_t (t/T) L^(t).
-The paper is the default; `official_*` switches reproduce the released TensorFlow code
-(implementation-notes §2).
+`../shared/seeds/README.md`. T counts refinement updates: a learned initial posterior lambda^(0)
+shared by all K slots, then for t = 0..T-1 sample z ~ q(z; lambda^(t)), decode, and refine
+lambda^(t+1) = lambda^(t) + f_phi(z, x, a) with the auxiliary inputs a of App. B. The loss is the
+paper's sum_{t=1..T} (t/T) L^(t), L^(t) = -log p(x|z) + KL(q || N(0, I)) of the posterior after t
+updates; L^(0) is computed (its gradients are inputs of the first update) with weight 0. This is the
+released code's linspace(0, 1, T+1) over its T+1 decodes, so the two readings coincide, and a model
+trained with T = 1 (Fig. 8) has a trained refinement network. Other `official`-style switches
+reproduce the released TensorFlow code (implementation-notes §2).
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ class IODINEConfig:
     resolution: tuple[int, int] = (35, 35)
     num_slots: int = 4
     latent_dim: int = 32
-    iterations: int = 5  # T
+    iterations: int = 5  # T refinement updates (T + 1 decodes)
     sigma: float = 0.1  # sigma_x of Eq. 1
     decoder_channels: tuple[int, ...] = (32, 32, 32, 32, 4)
     decoder_kernel: int = 5
@@ -41,21 +44,27 @@ class IODINEConfig:
     likelihood: str = "gaussian"  # "gaussian" (Eq. 1) or "logistic" (official: scale 0.03)
     logistic_scale: float = 0.03
     prior_variance: float = 1.0  # N(0, I) in the paper; official: ln 2
-    loss_weights: str = "paper"  # "paper": t/T for t = 1..T; "official": linspace(0, 1, T+1) incl. t = 0
     decoder_constant: float | None = None  # official: a constant 5.0 channel appended to z
 
 
 def leave_one_out(log_masks: Tensor, log_p: Tensor) -> Tensor:
-    """log p(x) - log p_{-k}(x): p_{-k} is the mixture without slot k, its masks renormalised.
-
-    log_masks, log_p [B,K,1,H,W] -> [B,K,1,H,W].
-    """
+    """log p(x | z_{i != k}) (App. B's leave-one-out likelihood): the mixture without slot k, its masks
+    renormalised over the other K - 1 slots. log_masks, log_p [B,K,1,H,W] -> [B,K,1,H,W]."""
     k = log_masks.shape[1]
     joint = log_masks + log_p  # [B,K,1,H,W]
     eye = torch.eye(k, dtype=torch.bool, device=joint.device)[None, :, :, None, None, None]  # [1,K,K,1,1,1]
     without = lambda a: torch.logsumexp(a.unsqueeze(1).masked_fill(eye, float("-inf")), dim=2)  # [B,K,1,H,W]
-    log_p_minus = without(joint) - without(log_masks)
-    return torch.logsumexp(joint, 1, keepdim=True) - log_p_minus
+    return without(joint) - without(log_masks)
+
+
+def layer_norm_neg_exp(r: Tensor, eps: float = 1e-5) -> Tensor:
+    """F.layer_norm(-exp(r)) per (b, k) over C, H, W, without forming exp(r) (which overflows where a
+    slot's mask is tiny): with M = max r and u = exp(r - M) <= 1, it is -(u - mean u) / sqrt(var u +
+    eps exp(-2M)). r [B,K,C,H,W] -> [B,K,C,H,W]."""
+    m = r.amax((2, 3, 4), keepdim=True)  # [B,K,1,1,1]
+    u = (r - m).exp()
+    mean, var = u.mean((2, 3, 4), keepdim=True), u.var((2, 3, 4), unbiased=False, keepdim=True)
+    return -(u - mean) / torch.sqrt(var + eps * torch.exp(-2 * m))
 
 
 class RefinementNetwork(nn.Module):
@@ -73,7 +82,7 @@ class RefinementNetwork(nn.Module):
         for a, b in zip(sizes, sizes[1:]):
             mlp += [nn.Linear(a, b), nn.ELU()]
         self.mlp = nn.Sequential(*mlp)
-        flat = sizes[-1] + 4 * c.latent_dim  # + lambda + dL/dlambda
+        flat = sizes[-1] + 4 * c.latent_dim  # + dL/dlambda + lambda
         self.lstm = nn.LSTMCell(flat, c.lstm_size) if c.lstm_size else None
         self.update = nn.Linear(c.lstm_size or flat, 2 * c.latent_dim)
 
@@ -95,17 +104,21 @@ class IODINE(HubModel, paper_url="https://arxiv.org/abs/1903.00450"):
           and Zoran, Daniel and Matthey, Loic and Botvinick, Matthew and Lerchner, Alexander},
   booktitle={ICML}, year={2019}}"""
 
-    SPATIAL_INPUTS = 17  # image 3, means 3, masks 1, mask logits 1, dmeans 3, dmasks 1, posterior 1,
-    # log-likelihood 1, leave-one-out 1, coordinates 2
+    # App. B's table in its order (name, channels): the spatial inputs [B,K,C,H,W] ...
+    SPATIAL = (("image", 3), ("means", 3), ("mask", 1), ("mask_logits", 1), ("grad_means", 3), ("grad_mask", 1),
+               ("mask_posterior", 1), ("likelihood", 1), ("leave_one_out", 1), ("coordinates", 2))
+    FLAT = ("grad_lambda", "lambda")  # ... and the flat ones [B,K,2D]
+    STOP_GRADIENT = ("grad_means", "grad_mask", "grad_lambda", "likelihood", "leave_one_out")  # App. B's SG column
+    SPATIAL_INPUTS = sum(c for _, c in SPATIAL)  # 17
 
     def __init__(self, config: IODINEConfig):
         super().__init__()
         self.config = c = config
-        if c.likelihood not in ("gaussian", "logistic") or c.loss_weights not in ("paper", "official"):
-            raise ValueError(f"IODINE: likelihood gaussian|logistic, loss_weights paper|official; got "
-                             f"{c.likelihood!r}, {c.loss_weights!r}")
+        if c.likelihood not in ("gaussian", "logistic") or c.iterations < 1:
+            raise ValueError(f"IODINE: likelihood gaussian|logistic and iterations >= 1; got "
+                             f"{c.likelihood!r}, {c.iterations}")
         d = c.latent_dim
-        self.lambda1 = nn.Parameter(torch.cat([torch.zeros(d), torch.zeros(d)]))  # (mu, log sigma) shared by slots
+        self.lambda1 = nn.Parameter(torch.zeros(2 * d))  # lambda^(0) = (mu, log sigma), shared by the slots
         extra = 1 if c.decoder_constant is not None else 0
         n = len(c.decoder_channels)
         self.decoder = SpatialBroadcastDecoder(d + extra, c.resolution, c.resolution, c.decoder_channels,
@@ -137,8 +150,8 @@ class IODINE(HubModel, paper_url="https://arxiv.org/abs/1903.00450"):
             lp = -u - math.log(c.logistic_scale) - 2 * F.softplus(-u)
         return lp.sum(2, keepdim=True)
 
-    def terms(self, x: Tensor, lam: Tensor, z: Tensor, means: Tensor, logits: Tensor) -> dict[str, Tensor]:
-        """Per-image NLL and KL of one iteration, and the per-pixel quantities the refinement reads."""
+    def terms(self, x: Tensor, lam: Tensor, means: Tensor, logits: Tensor) -> dict[str, Tensor]:
+        """Per-image NLL and KL of one posterior, and the per-pixel quantities the refinement reads."""
         log_m = logits.float().log_softmax(1)
         log_p = self.pixel_log_prob(x, means)  # [B,K,1,H,W]
         log_px = torch.logsumexp(log_m + log_p, 1, keepdim=True)  # [B,1,1,H,W]
@@ -148,26 +161,41 @@ class IODINE(HubModel, paper_url="https://arxiv.org/abs/1903.00450"):
         return {"nll": -log_px.flatten(1).sum(1), "kl": kl, "log_masks": log_m, "log_p": log_p, "log_px": log_px}
 
     # -- inference -------------------------------------------------------------------------------
-    def _inputs(self, x, lam, means, logits, t: dict, grads) -> tuple[Tensor, Tensor]:
-        """App. B auxiliary inputs: spatial [B*K,17,H,W] and flat [B*K,4D]; gradients and likelihood
-        terms are layer-normalised per slot over H, W and channels, with gradients stopped."""
+    def refinement_inputs(self, x: Tensor, lam: Tensor, means: Tensor, logits: Tensor,
+                          t: dict[str, Tensor]) -> dict[str, Tensor]:
+        """App. B's auxiliary inputs by name (SPATIAL [B,K,C,H,W], FLAT [B,K,2D]); `t` = terms(...).
+
+        The gradients are of sum_b L_b, so each image gets its own, first order (no create_graph);
+        grad_mask is dL/dm_k = -p(x|k) / p(x) per pixel (the KL does not depend on m). LN: layer norm
+        per slot over C, H, W (flat: over 2D, with a learned gain and bias). The STOP_GRADIENT inputs
+        are detached; the others keep their graph, so the loss of later iterations trains the decoder
+        and lambda through them."""
         b, k = logits.shape[:2]
-        d_lam, d_means, d_logits = grads
-        ln = lambda a: F.layer_norm(a, a.shape[2:]).detach()  # over C,H,W per (b, k)
-        expand = lambda a: a.expand(b, k, *a.shape[2:])
-        posterior = (t["log_masks"] + t["log_p"] - t["log_px"]).exp()  # p(k | x) per pixel
-        spatial = torch.cat([
-            expand(x.unsqueeze(1)), means, t["log_masks"].exp(), logits, ln(d_means), ln(d_logits),
-            posterior, ln(expand(t["log_p"])), ln(leave_one_out(t["log_masks"], t["log_p"])),
-            expand(self.coords.expand(b, 1, *self.coords.shape)),
-        ], 2).detach()  # [B,K,17,H,W]
-        flat = torch.cat([lam, self.norm_grad(d_lam.detach())], -1)
-        return spatial.flatten(0, 1), flat.flatten(0, 1)
+        loss = (t["nll"] + t["kl"]).sum()
+        d_lam, d_means = torch.autograd.grad(loss, [lam, means], retain_graph=True)  # [B,K,2D], [B,K,3,H,W]
+        ln = lambda a: F.layer_norm(a, a.shape[2:])  # over C,H,W per (b, k)
+        slots = lambda a: a.expand(b, k, *a.shape[2:])  # [B,1,...] -> [B,K,...]
+        log_m, log_p, log_px = t["log_masks"], t["log_p"], t["log_px"]
+        return {
+            "image": slots(x.unsqueeze(1)),  # [B,K,3,H,W]
+            "means": means,  # [B,K,3,H,W]
+            "mask": log_m.exp(),  # m_k [B,K,1,H,W]
+            "mask_logits": logits,  # [B,K,1,H,W]
+            "grad_means": ln(d_means),  # [B,K,3,H,W]
+            "grad_mask": layer_norm_neg_exp(log_p - log_px).detach(),  # LN(-p(x|k)/p(x)) [B,K,1,H,W]
+            "grad_lambda": self.norm_grad(d_lam),  # [B,K,2D]
+            "lambda": lam,  # [B,K,2D]
+            "mask_posterior": (log_m + log_p - log_px).exp(),  # p(m_k | x, mu) [B,K,1,H,W]
+            "likelihood": slots(ln(log_px)).detach(),  # log p(x|z), the mixture, for every slot [B,K,1,H,W]
+            "leave_one_out": ln(leave_one_out(log_m, log_p)).detach(),  # log p(x | z_{i != k}) [B,K,1,H,W]
+            "coordinates": self.coords.expand(b, k, *self.coords.shape),  # [B,K,2,H,W]
+        }
 
     def infer(self, x: Tensor, iterations: int | None = None, lam: Tensor | None = None) -> dict[str, list[Tensor]]:
-        """T iterations of refinement; per-iteration nll, kl, masks, means, lambda (first order).
-        `lam` [B,K,2D] replaces the learned initial posterior (e.g. to test equivariance). In eval mode
-        the outputs are detached and each iteration's graph is freed, so memory stays flat over T."""
+        """T refinement updates (default: the training T): nll, kl, masks, means and lambda of the
+        posterior after t = 0..T updates (T + 1 entries; t = 0 is the initial posterior). `lam` [B,K,2D]
+        replaces the learned initial posterior (e.g. to test equivariance). In eval mode the outputs
+        are detached and each iteration's graph is freed, so memory stays flat over T."""
         with torch.set_grad_enabled(True):
             return self._infer(x, self.config.iterations if iterations is None else iterations, lam)
 
@@ -178,38 +206,35 @@ class IODINE(HubModel, paper_url="https://arxiv.org/abs/1903.00450"):
             lam = lam.detach().requires_grad_(True)
         out = {key: [] for key in ("nll", "kl", "masks", "means", "lambda")}
         state = None
-        for t in range(iterations):
-            z = self.posterior(lam).rsample()
+        for t in range(iterations + 1):
+            z = self.posterior(lam).rsample()  # [B,K,D]
             means, logits = self.decode(z)
-            terms = self.terms(x, lam, z, means, logits)
+            terms = self.terms(x, lam, means, logits)
             for key, value in (("nll", terms["nll"]), ("kl", terms["kl"]), ("masks", terms["log_masks"].exp()),
                                ("means", means), ("lambda", lam)):
                 out[key].append(value if self.training else value.detach())
-            if t == iterations - 1:
+            if t == iterations:
                 break
-            loss = (terms["nll"] + terms["kl"]).sum()  # per-image gradients, whatever the batch size
-            grads = torch.autograd.grad(loss, [lam, means, logits], retain_graph=True)  # first order only
-            spatial, flat = self._inputs(x, lam, means, logits, terms, grads)
+            a = self.refinement_inputs(x, lam, means, logits, terms)
+            spatial = torch.cat([a[name] for name, _ in self.SPATIAL], 2).flatten(0, 1)  # [B*K,17,H,W]
+            flat = torch.cat([a[name] for name in self.FLAT], -1).flatten(0, 1)  # [B*K,4D]
             delta, state = self.refine(spatial, flat, state)
-            lam = lam + delta.view_as(lam)
+            lam = lam + delta.view_as(lam)  # lambda^(t+1)
             if not self.training:  # evaluation: no parameter gradients needed, keep memory flat over T
                 lam = lam.detach().requires_grad_(True)
                 state = None if state is None else tuple(h.detach() for h in state)
         return out
 
-    def iteration_weights(self, iterations: int) -> list[float]:
-        """sum_t (t/T) L^(t), t = 1..T; official: linspace(0, 1, T+1) over the initial and T refined
-        iterations (the released code decodes once more after the last update)."""
-        if self.config.loss_weights == "official":
-            return [i / iterations for i in range(iterations + 1)]
-        return [(t + 1) / iterations for t in range(iterations)]
+    @staticmethod
+    def iteration_weights(iterations: int) -> list[float]:
+        """t/T for the posterior after t = 0..T updates: the paper's sum_{t=1..T} (t/T) L^(t) with the
+        initial L^(0) at weight 0, which is also the released code's linspace(0, 1, T+1)."""
+        return [t / iterations for t in range(iterations + 1)]
 
     def forward(self, images: Tensor, step: int | None = None, iterations: int | None = None) -> ModelOutput:
         t_max = self.config.iterations if iterations is None else iterations
-        n_decodes = t_max + 1 if self.config.loss_weights == "official" else t_max
-        its = self.infer(images, n_decodes)
-        weights = self.iteration_weights(t_max)
-        loss = sum(w * (n + k).mean() for w, n, k in zip(weights, its["nll"], its["kl"]))
+        its = self.infer(images, t_max)
+        loss = sum(w * (n + k).mean() for w, n, k in zip(self.iteration_weights(t_max), its["nll"], its["kl"]))
         masks, means = its["masks"][-1], its["means"][-1]
         logs = {"nll": its["nll"][-1].mean().detach(), "kl": its["kl"][-1].mean().detach()}
         return ModelOutput(loss=loss, recon=(masks * means).sum(1), masks=masks,
