@@ -182,7 +182,7 @@ def main(paper: str, evaluate: Callable[[Stage], Path], argv: list[str] | None =
     replaces the train stage (e.g. to refuse configs that only evaluate)."""
     extra = extra or {}
     p = argparse.ArgumentParser(prog=f"python -m papers.{paper}.pipeline")
-    p.add_argument("stage", choices=STAGES + tuple(extra))
+    p.add_argument("stage", choices=STAGES + tuple(k for k in extra if k not in STAGES))
     p.add_argument("--dataset", required=True)
     p.add_argument("--profile", default="smoke", choices=("smoke", "short", "paper"))
     p.add_argument("--resume", action="store_true", help="train: continue the existing run")
@@ -196,14 +196,14 @@ def main(paper: str, evaluate: Callable[[Stage], Path], argv: list[str] | None =
     args = p.parse_args(argv)
     stage = Stage(paper, args.dataset, args.profile, tuple(args.overrides), args.seed)
     try:
-        if args.stage == "prepare":
+        if args.stage in extra:  # a paper's own stage, or its replacement of a built-in one (IODINE's prepare)
+            print(f"{args.stage}: {extra[args.stage](stage)}")
+        elif args.stage == "prepare":
             print(f"data: {prepare(stage)}")
         elif args.stage == "train":
             print(f"run: {train_stage(stage, args.resume, max_minutes=args.max_minutes)}")
         elif args.stage == "evaluate":
             print(f"metrics: {evaluate(stage)}")
-        elif args.stage in extra:
-            print(f"{args.stage}: {extra[args.stage](stage)}")
         else:
             seeds = report_seeds(paper, args.seeds)
             print(f"report: {render_report(stage, ROOT / 'papers' / paper / 'report.ipynb', seeds)}")

@@ -271,15 +271,19 @@ def test_smoke_pipeline_through_the_real_cli(tmp_path):
                              text=True, timeout=600)
         assert out.returncode == 0, (stage, out.stderr[-2000:])
     report = tmp_path / "reports" / "iodine" / "tetrominoes-smoke"
-    metrics = json.loads((report / "metrics.json").read_text())
+    metrics = json.loads((report / "seeds/seed0/metrics.json").read_text())
     rows = metrics["per_iteration"]
     assert [r["iteration"] for r in rows] == list(range(7)) and metrics["train_iterations"] == 5  # t = 0..6 updates
     assert {k: metrics["metrics"][k] for k in rows[5]} == rows[5] and metrics["metrics"]["n_images"] == 4
     assert [[r["iteration"] for r in metrics["sweep"][t]["per_iteration"]] for t in ("T1", "T2")] == [list(range(7))] * 2
     assert metrics["multistability"]["runs"] == 3 and "probe" in metrics
-    assert {p.name for p in (report / "figures").iterdir()} == {"decomposition.png", "iterations.png", "multistability.png"}
+    figures = report / "seeds/seed0/figures"
+    assert {p.name for p in figures.iterdir()} == {"decomposition.png", "iterations.png", "multistability.png"}
+    assert (tmp_path / "runs/iodine/tetrominoes-smoke-sweep/seed0/T2/model").is_dir()
     text = (report / "report.md").read_text()
     assert "Smoke profile: these numbers are not a replication" in text and "| 0 | " in text
+    assert f"| ARI-FG | 0.995 ± 0.001 (5 seeds) | {metrics['metrics']['ari_fg']:.3f} |" in text
+    assert "(seeds/seed0/figures/iterations.png)" in text
 
 
 def test_refinement_improves_the_elbo_over_iterations_after_training(tmp_path):

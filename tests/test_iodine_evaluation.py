@@ -66,6 +66,9 @@ class _Scripted:
     def eval(self):
         return self
 
+    def parameters(self):  # inference runs where the parameters are
+        return iter([torch.zeros(0)])
+
     def infer(self, x):
         assert x.shape[0] == len(self.its["masks"][0])  # one run per batch row
         return self.its

@@ -58,9 +58,9 @@ def test_published_clevr_converted_for_fig9_end_to_end(tmp_path, monkeypatch, ca
     sets.append(f"eval.generalisation.path={tmp_path / 'clevr7to9'}")
     assert _run("prepare", sets) == 0 and _run("train", sets) == 0
     assert _run("evaluate", [*sets, "eval.iterations=1"]) == 2  # fewer test updates than the training T = 2
-    assert "training T = 2" in capsys.readouterr().err and not (stage.report_dir / "metrics.json").exists()
+    assert "training T = 2" in capsys.readouterr().err and not (stage.seed_dir / "metrics.json").exists()
     assert _run("evaluate", sets) == 0
-    metrics = json.loads((stage.report_dir / "metrics.json").read_text())
+    metrics = json.loads((stage.seed_dir / "metrics.json").read_text())
     g = metrics["generalisation"]
     assert (g["num_slots"], g["n_images"], g["objects"], g["iteration"]) == (11, 4, [7, 9], 2)  # smoke: n = 4
     assert g["path"] == str(tmp_path / "clevr7to9") and metrics["num_slots"] == 7
@@ -77,7 +77,7 @@ def test_prepare_generates_fig9_scenes_that_evaluate_reads(tmp_path, monkeypatch
     assert (meta.params["min_objects"], meta.params["max_objects"], len(scenes["image"])) == (7, 9, 3)
     assert load_meta(stage.data_dir).params["max_objects"] == 6  # the training scenes keep CLEVR6's 3-6
     assert _run("train", sets) == 0 and _run("evaluate", sets) == 0
-    g = json.loads((stage.report_dir / "metrics.json").read_text())["generalisation"]
+    g = json.loads((stage.seed_dir / "metrics.json").read_text())["generalisation"]
     objects = scenes["num_objects"]
     assert (g["path"], g["num_slots"], g["n_images"]) == (str(folder), 11, 3)
     assert g["objects"] == [int(objects.min()), int(objects.max())] and max(g["objects"]) >= 7

@@ -1,4 +1,4 @@
-"""IODINE evaluation (§4). Writes reports/iodine/<dataset>-<profile>/metrics.json and figures/:
+"""IODINE evaluation (§4). Writes reports/iodine/<dataset>-<profile>/seeds/seed<k>/metrics.json and figures/:
 
 - ARI-FG (background excluded), MSE and KL of the posterior after t = 0..`iterations` refinement
   updates (mean, median and quartiles over images; row t has "iteration": t, t = 0 is the initial
@@ -22,7 +22,8 @@ from common.config import ConfigError, from_dict
 from common.data import load_meta
 from common.metrics import ari_fg, linear_probe, mse
 from common.metrics.dci import slot_factor_table
-from common.pipeline import Stage, data_path, train
+from common.evaluate import eval_device, load_run
+from common.pipeline import Stage, data_path, output_root, train
 from common.provenance import provenance
 from common.train.experiment import load_scenes
 from common.train.loop import to_float_images
@@ -57,19 +58,20 @@ def run_iterations(model: IODINE, data: dict, iterations: int, batch_size: int, 
     """Per image after t = 0..iterations refinement updates: ARI-FG, MSE, KL [iterations+1,N]; and the
     masks and posterior means [N,K,...] after the training T updates, for the probe."""
     model.eval()  # detached outputs, memory flat over the iterations
+    device = next(model.parameters()).device
     torch.manual_seed(seed)
     t_train = min(model.config.iterations, iterations)
     out = {key: [] for key in (*METRICS, "masks", "slots")}
     for s in range(0, len(data["image"]), batch_size):
-        images = to_float_images(data["image"][s:s + batch_size])
+        images = to_float_images(data["image"][s:s + batch_size]).to(device)
         its = model.infer(images, iterations)
-        true = data["mask"][s:s + batch_size]
+        true = data["mask"][s:s + batch_size].to(device)
         out["ari_fg"].append(torch.stack([ari_fg(true, m, background) for m in its["masks"]]))
         out["mse"].append(torch.stack([mse(images, (m * mu).sum(1)) for m, mu in zip(its["masks"], its["means"])]))
         out["kl"].append(torch.stack(its["kl"]))
         out["masks"].append(its["masks"][t_train])
         out["slots"].append(its["lambda"][t_train][..., : model.config.latent_dim])
-    return {key: torch.cat(v, 1 if key in METRICS else 0) for key, v in out.items()}
+    return {key: torch.cat(v, 1 if key in METRICS else 0).cpu() for key, v in out.items()}
 
 
 def summarise(per_image: dict) -> list[dict]:
@@ -98,11 +100,12 @@ def probe(result: dict, data: dict, meta, seed: int) -> dict:
 
 
 def sweep_dir(stage: Stage) -> Path:
-    return stage.run_dir.with_name(stage.run_dir.name + "-sweep")
+    """runs/iodine/<dataset>-<profile>-sweep/seed<k>: this seed's T<t> models."""
+    return output_root() / "runs" / stage.paper / f"{stage.name}-sweep" / f"seed{stage.seed}"
 
 
 def sweep(stage: Stage) -> Path:
-    """Fig. 8: train one model per T in eval.sweep_iterations on this stage's data, into <run>-sweep/T<T>."""
+    """Fig. 8: train one model per T in eval.sweep_iterations on this stage's data, into sweep_dir/T<T>."""
     cfg = from_dict(IODINEEval, stage.experiment().eval, "eval")
     for t in cfg.sweep_iterations:
         variant = dataclasses.replace(stage, overrides=(*stage.overrides, f"model_config.iterations={t}"))
@@ -117,8 +120,8 @@ def evaluate_sweep(stage: Stage, data: dict, meta, cfg: IODINEEval) -> dict:
         path = sweep_dir(stage) / f"T{t}" / "model"
         if not path.is_dir():
             return {"status": f"not trained: python -m papers.iodine.pipeline sweep --dataset {stage.dataset} "
-                              f"--profile {stage.profile}"}
-        model = with_slots(IODINE.from_pretrained(path), cfg.num_slots)
+                              f"--profile {stage.profile} --seed {stage.seed}"}
+        model = with_slots(IODINE.from_pretrained(path).to(eval_device()), cfg.num_slots)
         r = run_iterations(model, data, cfg.iterations, cfg.batch_size, meta.background_ids, cfg.seed)
         out[f"T{t}"] = {"train_iterations": t, "per_iteration": summarise(r)}
     return out
@@ -165,7 +168,11 @@ def iteration_figure(path: Path, curves: dict[str, tuple[int, list[dict]]]) -> P
 def evaluate(stage: Stage) -> Path:
     exp = stage.experiment()
     cfg = from_dict(IODINEEval, exp.eval, "eval")
-    model = with_slots(IODINE.from_pretrained(stage.run_dir / "model"), cfg.num_slots)
+    if not (stage.run_dir / "model").is_dir():
+        raise ConfigError(f"no trained model in {stage.run_dir}: run `python -m papers.iodine.pipeline train "
+                          f"--dataset {stage.dataset} --profile {stage.profile} --seed {stage.seed}` first")
+    run, model = load_run(stage.run_dir)  # the run's own config: its steps and seed, whatever overrides say
+    model = with_slots(model.to(eval_device()).eval(), cfg.num_slots)
     t_train = model.config.iterations
     if cfg.iterations < t_train:
         raise ConfigError(f"eval.iterations = {cfg.iterations} is less than the training T = {t_train}: the "
@@ -176,12 +183,13 @@ def evaluate(stage: Stage) -> Path:
     _, data = load_scenes(dataclasses.replace(exp.data, path=str(path)), exp.data.eval_split, exp.data.n_eval)
     result = run_iterations(model, data, cfg.iterations, cfg.batch_size, meta.background_ids, cfg.seed)
     rows = summarise(result)
-    record = {"paper": "iodine", "dataset": stage.dataset, "profile": stage.profile, "steps": exp.train.steps,
-              "seed": exp.train.seed, "num_slots": model.config.num_slots, "train_iterations": t_train,
+    record = {"paper": "iodine", "dataset": stage.dataset, "profile": stage.profile, "steps": run.train.steps,
+              "seed": run.train.seed, "run": str(stage.run_dir.relative_to(output_root())),
+              "num_slots": model.config.num_slots, "train_iterations": t_train,
               "model_config": dataclasses.asdict(model.config),
               "metrics": {**rows[t_train], "n_images": len(data["image"])},  # after the training T updates
               "per_iteration": rows}
-    figures = stage.report_dir / "figures"
+    figures = stage.seed_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     if cfg.probe and meta.factors:
         record["probe"] = probe(result, data, meta, cfg.seed)
@@ -197,9 +205,9 @@ def evaluate(stage: Stage) -> Path:
                                                   figures / "multistability.png")
     torch.manual_seed(cfg.seed)
     images = to_float_images(data["image"][:8])
-    its = model.infer(images, t_train)
-    masks, means = its["masks"][-1], its["means"][-1]
+    its = model.infer(images.to(eval_device()), t_train)
+    masks, means = its["masks"][-1].cpu(), its["means"][-1].cpu()
     save_decomposition(figures / "decomposition.png", images, (masks * means).sum(1), masks, means)
-    out = stage.report_dir / "metrics.json"
+    out = stage.seed_dir / "metrics.json"
     out.write_text(json.dumps(record | provenance(), indent=2))
     return out

@@ -82,8 +82,8 @@ def multistability(model, runs: int, seed: int, figure: Path | None = None) -> d
     scene = compose(AMBIGUOUS)
     x = to_float_images(torch.as_tensor(scene["image"])[None]).expand(runs, -1, -1, -1)  # [R,3,H,W]
     torch.manual_seed(seed)
-    its = model.eval().infer(x)  # each batch row samples its own z: R independent runs
-    masks, means = its["masks"][-1], its["means"][-1]  # [R,K,1,H,W], [R,K,3,H,W]
+    its = model.eval().infer(x.to(next(model.parameters()).device))  # each row samples its own z: R runs
+    masks, means = its["masks"][-1].cpu(), its["means"][-1].cpu()  # [R,K,1,H,W], [R,K,3,H,W]
     labels = masks[:, :, 0].argmax(1)  # [R,H,W]
     names = [explain(l) for l in labels]
     assignments = [tuple(block_labels(l).flatten().tolist()) for l in labels]
