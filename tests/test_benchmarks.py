@@ -17,10 +17,13 @@ def test_table_formats_rows():
 
 # -- side-by-side timing against an official checkout (benchmarks/official.py) ------------------
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
+from benchmarks import __main__ as bench_cli
+from benchmarks import emorl_step
 from benchmarks.official import OfficialUnavailable, alternating_seconds, load_emorl, official_emorl_step, side_by_side
 
 # A stand-in for the official checkout's interface only (sacred ingredient, captured constructor,
@@ -71,10 +74,7 @@ class GECO:
 '''
 
 
-TETROMINOES = "configs/train/tetrominoes/EMORL.json"
-
-
-def fake_checkout(root: Path, config: str = TETROMINOES, size: int = 35) -> Path:
+def fake_checkout(root: Path, config: str = emorl_step.OFFICIAL_CONFIG, size: int = 35) -> Path:
     (root / "lib").mkdir(parents=True)
     (root / "lib" / "model.py").write_text(FAKE_MODEL)
     (root / "lib" / "geco.py").write_text(FAKE_GECO)
@@ -122,10 +122,34 @@ def test_alternating_seconds_measures_real_calls():
     assert sorted(times["a"])[1] < sorted(times["b"])[1]
 
 
+def test_cli_parses_names_and_official_and_passes_it_only_where_taken(monkeypatch, capsys):
+    args = bench_cli.parse(["emorl_step", "--official", "/some/checkout"])
+    assert args.names == ["emorl_step"] and args.official == "/some/checkout"
+    assert bench_cli.parse([]).official is None
+    seen = []
+    monkeypatch.setattr(emorl_step, "main", lambda official=None: seen.append(("emorl_step", official)))
+    from benchmarks import readers
+    monkeypatch.setattr(readers, "main", lambda: seen.append(("readers",)))
+    assert bench_cli.main(["readers", "emorl_step", "--official", "/x"]) == 0
+    assert seen == [("readers",), ("emorl_step", "/x")]
+    assert "readers has no official comparison" in capsys.readouterr().out
+    assert bench_cli.main(["nope"]) == 2
+
+
+def test_missing_checkout_prints_one_line_and_still_times_ours(tmp_path, capsys):
+    emorl_step.main(official=str(tmp_path / "absent"), batch_size=2, repeats=1, warmup=0)
+    out = capsys.readouterr().out
+    skipped = [line for line in out.splitlines() if line.startswith("official comparison skipped")]
+    assert len(skipped) == 1 and "has no lib/model.py" in skipped[0]
+    assert "| ours (shared Trainer step) |" in out
+    assert "recorded anchor (implementation-notes §9, not measured in this run) | 3.24 |" in out
+    assert "not a side-by-side ratio" in out and "measured side by side" not in out
+
+
 def test_fake_checkout_is_built_through_sacred_and_stepped_as_its_train_py(tmp_path, no_lib_modules):
     pytest.importorskip("sacred")
     root = fake_checkout(tmp_path / "official")
-    official = load_emorl(root, TETROMINOES, batch_size=2)
+    official = load_emorl(root, emorl_step.OFFICIAL_CONFIG, batch_size=2)
     model = official.model
     assert (model.K, model.batch_size, model.use_geco) == (3, 2, True)  # JSON over the ingredient's defaults
     assert Path(sys.modules["lib.model"].__file__).resolve().parent == (root / "lib").resolve()
@@ -138,3 +162,26 @@ def test_fake_checkout_is_built_through_sacred_and_stepped_as_its_train_py(tmp_p
     assert [c[:3] for c in model.calls] == [(1001, 1, True)] * 2
     assert all(c[3] < 0 and c[4] for c in model.calls)  # fed in [-1, 1], contiguous NCHW
     assert float(model.w.detach()) != 0.0 and float(model.geco_C_ema) != 0.0  # Adam stepped, GECO EMA updated
+
+
+def test_emorl_step_side_by_side_with_a_checkout(tmp_path, capsys, no_lib_modules):
+    pytest.importorskip("sacred")
+    root = fake_checkout(tmp_path / "official")
+    emorl_step.main(official=str(root), batch_size=2, repeats=2, warmup=0)
+    out = capsys.readouterr().out
+    assert "alternating ours/official, 0 warm-up + 2 timed calls each" in out
+    assert "| official (its train.py step) |" in out and "| ours (shared Trainer step) |" in out
+    assert "ours / official: " in out and "measured side by side in this run" in out
+    assert "recorded anchor" not in out
+
+
+@pytest.mark.slow
+def test_emorl_step_against_the_real_official_checkout(capsys, no_lib_modules):
+    """EMORL_OFFICIAL=/path/to/EfficientMORL make test-slow: their unmodified model, one step each."""
+    path = os.environ.get("EMORL_OFFICIAL")
+    if not path:
+        pytest.skip("set EMORL_OFFICIAL to a checkout of pemami4911/EfficientMORL")
+    pytest.importorskip("sacred")
+    emorl_step.main(official=path, batch_size=2, repeats=1, warmup=0)
+    out = capsys.readouterr().out
+    assert "measured side by side in this run" in out and "| 467,236 |" in out
