@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from benchmarks import __main__ as bench_cli
-from benchmarks import emorl_step
+from benchmarks import emorl_efficiency, emorl_step
 from benchmarks.official import OfficialUnavailable, alternating_seconds, load_emorl, official_emorl_step, side_by_side
 
 # A stand-in for the official checkout's interface only (sacred ingredient, captured constructor,
@@ -144,6 +144,17 @@ def test_missing_checkout_prints_one_line_and_still_times_ours(tmp_path, capsys)
     assert "| ours (shared Trainer step) |" in out
     assert "recorded anchor (implementation-notes §9, not measured in this run) | 3.24 |" in out
     assert "not a side-by-side ratio" in out and "measured side by side" not in out
+
+
+def test_missing_sacred_is_named(tmp_path, monkeypatch, capsys):
+    root = fake_checkout(tmp_path / "official", emorl_efficiency.OFFICIAL_CONFIG)
+    monkeypatch.setitem(sys.modules, "sacred", None)  # import sacred -> ImportError
+    with pytest.raises(OfficialUnavailable, match=r"sacred is not installed.*pip install -e '\.\[official-bench\]'"):
+        load_emorl(root, emorl_efficiency.OFFICIAL_CONFIG, 4)
+    emorl_efficiency.compare(str(root), "cpu", ours_s=8.5)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("official comparison skipped: sacred is not installed")
+    assert "17.0 s" in out[1] and "not measured in this run" in out[1] and "ours / anchor 0.50" in out[1]
 
 
 def test_fake_checkout_is_built_through_sacred_and_stepped_as_its_train_py(tmp_path, no_lib_modules):
