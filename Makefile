@@ -11,6 +11,7 @@ DATASET ?=
 PROFILE ?= smoke
 MAX_MINUTES ?=
 SEEDS ?=
+ARGS ?=
 PAPERS := iodine emorl sri lom svq
 
 .PHONY: venv test test-slow bench replicate results publish clean
@@ -36,8 +37,9 @@ test: venv
 test-slow: venv
 	$(PY) -m pytest -q -n 2 -m slow
 
+# make bench ARGS="emorl_step --official PATH" (names and options of python -m benchmarks)
 bench: venv
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks $(ARGS)
 
 replicate: venv
 	@$(PY) -m common.replicate --paper "$(PAPER)" --profile "$(PROFILE)" $(if $(DATASET),--dataset "$(DATASET)") \

@@ -1,21 +1,44 @@
-"""Run the benchmarks: python -m benchmarks [NAME ...] (default: all)."""
+"""Run the benchmarks: python -m benchmarks [NAME ...] [--official PATH] (default: all)."""
 from __future__ import annotations
 
+import argparse
 import importlib
+import inspect
 import sys
 
 BENCHMARKS = ["generators", "generators3d", "readers", "train_step", "emorl_step", "emorl_efficiency", "iodine_vs_emorl"]
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"default: all of {', '.join(BENCHMARKS)}")
+    parser.add_argument("--official", metavar="PATH",
+                        help="a checkout of the official implementation, imported at run time (never vendored), "
+                             "to time side by side in this run where a benchmark has one (emorl_step, "
+                             "emorl_efficiency: pemami4911/EfficientMORL; needs the official-bench extra)")
+    return parser.parse_args(argv)
+
+
+def takes_official(module) -> bool:
+    return "official" in inspect.signature(module.main).parameters
+
+
 def main(argv: list[str]) -> int:
-    names = argv or BENCHMARKS
+    args = parse(argv)
+    names = args.names or BENCHMARKS
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(f"error: unknown benchmark {unknown[0]!r} (available: {', '.join(BENCHMARKS)})", file=sys.stderr)
         return 2
     for name in names:
         print(f"== {name}")
-        importlib.import_module(f"benchmarks.{name}").main()
+        module = importlib.import_module(f"benchmarks.{name}")
+        if takes_official(module):
+            module.main(official=args.official)
+        else:
+            if args.official is not None:
+                print(f"({name} has no official comparison; --official is not used here)")
+            module.main()
     return 0
 
 

@@ -11,19 +11,21 @@ from pathlib import Path
 import torch
 
 
+def seconds(fn: Callable[[], object], clock: Callable[[], float] = time.perf_counter) -> float:
+    """Wall time of one call of `fn` (CUDA work finished on both sides of it)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    tic = clock()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return clock() - tic
+
+
 def median_seconds(fn: Callable[[], object], repeats: int = 10, warmup: int = 2) -> float:
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        tic = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - tic)
-    return statistics.median(times)
+    return statistics.median(seconds(fn) for _ in range(repeats))
 
 
 def table(rows: list[dict]) -> str:

@@ -1,30 +1,73 @@
-"""EfficientMORL training step against the official code's CPU anchor (implementation-notes §9):
-3.24 s per optimiser step at Tetrominoes, K=4, I=3, batch 32, GECO active, on a 2-core CPU.
-Prints our median step time through the shared loop and the ratio to the anchor."""
+"""EfficientMORL training step, ours against the official code: Tetrominoes 35x35, K=4, D=32, L=3,
+I=3, batch 32, GECO active, one full optimiser step (forward, backward, clip 5.0, Adam, GECO update).
+
+`python -m benchmarks emorl_step --official PATH` builds the official model from the checkout at PATH
+with its own configs/train/tetrominoes/EMORL.json (sacred; see benchmarks/official.py for how its
+train.py step is repeated without DDP) and times both in this run, alternating: the ratio printed is
+measured side by side. Without --official, or when sacred or the checkout is missing (one line says
+which), it prints ours beside the recorded anchor, 3.24 s/step measured once for the official code on
+a 2-core CPU (implementation-notes §9), labelled as such: that ratio is not measured here.
+"""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 
 import torch
 
 from benchmarks.common import median_seconds, table
+from benchmarks.official import (ANCHOR_LABEL, OfficialUnavailable, alternating_seconds, describe, load_emorl,
+                                 official_emorl_step, parameters, side_by_side, skipped)
 from common.data import generate_split
 from common.provenance import hardware
 from common.train import TrainConfig, Trainer
 from papers.emorl.model import EfficientMORL, EMORLConfig
 
 ANCHOR_S = 3.24
+OFFICIAL_CONFIG = "configs/train/tetrominoes/EMORL.json"
+OURS, OFFICIAL = "ours (shared Trainer step)", "official (its train.py step)"
 
 
-def main() -> None:
+def ours_step(batch_size: int, out_dir: str) -> tuple[Callable[[], None], torch.Tensor, EfficientMORL]:
+    """Our step through the shared Trainer on one fixed batch, GECO on from step 0; returns the step,
+    the batch (float [B,3,H,W] in [0,1]) and the model."""
     torch.manual_seed(0)
-    model = EfficientMORL(EMORLConfig(geco_target=-1.19, geco_warm_start=0))  # Tetrominoes, GECO on from step 0
-    images = torch.from_numpy(generate_split("tetrominoes", 64, 0)[1]["image"])
+    model = EfficientMORL(EMORLConfig(geco_target=-1.19, geco_warm_start=0))  # Tetrominoes defaults
+    images = torch.from_numpy(generate_split("tetrominoes", batch_size, 0)[1]["image"])
+    trainer = Trainer(model, images, TrainConfig(batch_size=batch_size, clip="norm", clip_value=5.0), out_dir)
+    model.geco.steps.fill_(1)
+    batch = trainer.batch(0)
+
+    def step() -> None:
+        out = trainer.train_step(batch)
+        if out is not None:
+            model.after_step(out)  # GECO's EMA and Lagrange update, as the official step does
+
+    return step, batch, model
+
+
+def main(official: str | None = None, *, batch_size: int = 32, repeats: int = 10, warmup: int = 2) -> None:
+    print(f"EfficientMORL Tetrominoes 35x35, K=4, D=32, L=3, I=3, batch {batch_size}, GECO on, "
+          f"one optimiser step, on {hardware()}")
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(model, images, TrainConfig(batch_size=32, clip="norm", clip_value=5.0), out)
-        model.geco.steps.fill_(1)
-        seconds = median_seconds(lambda: trainer.train_step(trainer.batch(0)), repeats=10, warmup=2)
-    print(f"EfficientMORL Tetrominoes 35x35, K=4, D=32, L=3, I=3, batch 32, GECO on, on {hardware()}")
-    print(table([{"code": "official (anchor, 2-core CPU)", "s/step": ANCHOR_S},
-                 {"code": "ours", "s/step": seconds}]))
-    print(f"ours / official: {seconds / ANCHOR_S:.2f} (target <= 0.5)")
+        ours, images, model = ours_step(batch_size, out)
+        theirs = None
+        if official is not None:
+            try:
+                theirs = load_emorl(official, OFFICIAL_CONFIG, batch_size, images.device)
+            except OfficialUnavailable as reason:
+                skipped(reason)
+        if theirs is None:
+            seconds = median_seconds(ours, repeats, warmup)
+            print(table([{"code": OURS, "median s": seconds, "params": parameters(model)},
+                         {"code": f"official: {ANCHOR_LABEL}", "median s": ANCHOR_S, "params": "0.47 M"}]))
+            print(f"ours / recorded anchor: {seconds / ANCHOR_S:.2f} (target <= 0.5; not a side-by-side ratio: "
+                  "pass --official PATH to measure one in this run)")
+            return
+        times = alternating_seconds({OURS: ours, OFFICIAL: official_emorl_step(theirs, images)}, repeats, warmup)
+    rows, line = side_by_side(times, OURS, OFFICIAL, note="; target <= 0.5")
+    for row, m in zip(rows, (model, theirs.model)):
+        row["params"] = parameters(m)
+    print(describe(official, repeats, warmup))
+    print(table(rows))
+    print(line)

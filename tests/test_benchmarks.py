@@ -13,3 +13,186 @@ def test_cpu_peak_memory_sees_a_known_allocation():
 
 def test_table_formats_rows():
     assert table([{"size": 64, "fwd s": 0.12345}]).splitlines() == ["| size | fwd s |", "|---|---|", "| 64 | 0.1235 |"]
+
+
+# -- side-by-side timing against an official checkout (benchmarks/official.py) ------------------
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import __main__ as bench_cli
+from benchmarks import emorl_efficiency, emorl_step
+from benchmarks.official import OfficialUnavailable, alternating_seconds, load_emorl, official_emorl_step, side_by_side
+
+# A stand-in for the official checkout's interface only (sacred ingredient, captured constructor,
+# GECO methods, JSON config): it lets the loading and stepping code be tested without their code.
+FAKE_MODEL = '''
+import torch
+from sacred import Ingredient
+
+net = Ingredient("Net")
+
+
+@net.config
+def cfg():
+    K = 1
+    input_size = [3, 64, 64]
+    geco_warm_start = 1000
+    refinement_iters = 3
+
+
+class EfficientMORL(torch.nn.Module):
+    @net.capture
+    def __init__(self, K, input_size, geco_warm_start, refinement_iters, batch_size, use_geco=False):
+        super().__init__()
+        self.K, self.input_size, self.batch_size, self.use_geco = K, input_size, batch_size, use_geco
+        self.geco_warm_start, self.refinement_iters = geco_warm_start, refinement_iters
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.geco_C_ema = torch.nn.Parameter(torch.tensor(0.), requires_grad=False)
+        self.geco_beta = torch.nn.Parameter(torch.tensor(0.55), requires_grad=False)
+        self.calls = []
+
+    def forward(self, x, geco, global_step, kl_beta):
+        self.calls.append((global_step, kl_beta, geco is not None, float(x.min()), x.is_contiguous()))
+        nll = ((x - self.w) ** 2).sum() / x.shape[0]
+        return {"total_loss": nll, "nll": nll.detach()}
+'''
+FAKE_GECO = '''
+class GECO:
+    def __init__(self, nll_target, alpha=0.99, step_size_acceleration=1):
+        self.C, self.alpha = nll_target, alpha
+
+    def update_ema(self, C_ema, nll):
+        C_ema.data = C_ema.data * self.alpha + (self.C - nll) * (1 - self.alpha)
+        return C_ema
+
+    def step_beta(self, C_ema, beta, step_size):
+        beta.data = beta.data - step_size * C_ema
+        return beta
+'''
+
+
+def fake_checkout(root: Path, config: str = emorl_step.OFFICIAL_CONFIG, size: int = 35) -> Path:
+    (root / "lib").mkdir(parents=True)
+    (root / "lib" / "model.py").write_text(FAKE_MODEL)
+    (root / "lib" / "geco.py").write_text(FAKE_GECO)
+    (root / config).parent.mkdir(parents=True)
+    training = {"use_geco": True, "lr": 4e-4, "kl_beta_init": 1, "clip_grad_norm": True, "geco_ema_alpha": 0.99,
+                "geco_beta_stepsize": 1e-6, "geco_reconstruction_target": -1.0,
+                "refinement_curriculum": [[-1, 3], [100000, 1]]}
+    (root / config).write_text(json.dumps({"Net": {"K": 3, "input_size": [3, size, size]}, "seed": 1,
+                                           "training": training}))
+    return root
+
+
+@pytest.fixture
+def no_lib_modules():
+    """The loader imports the checkout's top-level `lib`; drop it afterwards."""
+    yield
+    for name in [m for m in sys.modules if m == "lib" or m.startswith("lib.")]:
+        del sys.modules[name]
+
+
+def test_alternating_seconds_interleaves_and_returns_each_codes_times():
+    now, calls = [0.0], []
+    durations = {"ours": iter([9, 9, 1.0, 2.0, 3.0]), "official": iter([9, 9, 10.0, 30.0, 20.0])}
+
+    def fake(name):
+        def call():
+            calls.append(name)
+            now[0] += next(durations[name])
+        return call
+
+    times = alternating_seconds({"ours": fake("ours"), "official": fake("official")}, repeats=3, warmup=2,
+                                clock=lambda: now[0])
+    assert calls == ["ours", "official"] * 2 + ["ours", "official", "official", "ours", "ours", "official"]
+    assert times == {"ours": [1.0, 2.0, 3.0], "official": [10.0, 30.0, 20.0]}
+    rows, line = side_by_side(times, "ours", "official")
+    assert [(r["code"], r["median s"], r["min s"], r["max s"]) for r in rows] == [("ours", 2.0, 1.0, 3.0),
+                                                                                 ("official", 20.0, 10.0, 30.0)]
+    assert line.startswith("ours / official: 0.10 (medians, measured side by side in this run")
+
+
+def test_alternating_seconds_measures_real_calls():
+    times = alternating_seconds({"a": lambda: time.sleep(0.005), "b": lambda: time.sleep(0.06)}, repeats=3, warmup=0)
+    assert len(times["a"]) == len(times["b"]) == 3
+    assert min(times["a"]) >= 0.005 and min(times["b"]) >= 0.06
+    assert sorted(times["a"])[1] < sorted(times["b"])[1]
+
+
+def test_cli_parses_names_and_official_and_passes_it_only_where_taken(monkeypatch, capsys):
+    args = bench_cli.parse(["emorl_step", "--official", "/some/checkout"])
+    assert args.names == ["emorl_step"] and args.official == "/some/checkout"
+    assert bench_cli.parse([]).official is None
+    seen = []
+    monkeypatch.setattr(emorl_step, "main", lambda official=None: seen.append(("emorl_step", official)))
+    from benchmarks import readers
+    monkeypatch.setattr(readers, "main", lambda: seen.append(("readers",)))
+    assert bench_cli.main(["readers", "emorl_step", "--official", "/x"]) == 0
+    assert seen == [("readers",), ("emorl_step", "/x")]
+    assert "readers has no official comparison" in capsys.readouterr().out
+    assert bench_cli.main(["nope"]) == 2
+
+
+def test_missing_checkout_prints_one_line_and_still_times_ours(tmp_path, capsys):
+    emorl_step.main(official=str(tmp_path / "absent"), batch_size=2, repeats=1, warmup=0)
+    out = capsys.readouterr().out
+    skipped = [line for line in out.splitlines() if line.startswith("official comparison skipped")]
+    assert len(skipped) == 1 and "has no lib/model.py" in skipped[0]
+    assert "| ours (shared Trainer step) |" in out
+    assert "recorded anchor (implementation-notes §9, not measured in this run) | 3.24 |" in out
+    assert "not a side-by-side ratio" in out and "measured side by side" not in out
+
+
+def test_missing_sacred_is_named(tmp_path, monkeypatch, capsys):
+    root = fake_checkout(tmp_path / "official", emorl_efficiency.OFFICIAL_CONFIG)
+    monkeypatch.setitem(sys.modules, "sacred", None)  # import sacred -> ImportError
+    with pytest.raises(OfficialUnavailable, match=r"sacred is not installed.*pip install -e '\.\[official-bench\]'"):
+        load_emorl(root, emorl_efficiency.OFFICIAL_CONFIG, 4)
+    emorl_efficiency.compare(str(root), "cpu", ours_s=8.5)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("official comparison skipped: sacred is not installed")
+    assert "17.0 s" in out[1] and "not measured in this run" in out[1] and "ours / anchor 0.50" in out[1]
+
+
+def test_fake_checkout_is_built_through_sacred_and_stepped_as_its_train_py(tmp_path, no_lib_modules):
+    pytest.importorskip("sacred")
+    root = fake_checkout(tmp_path / "official")
+    official = load_emorl(root, emorl_step.OFFICIAL_CONFIG, batch_size=2)
+    model = official.model
+    assert (model.K, model.batch_size, model.use_geco) == (3, 2, True)  # JSON over the ingredient's defaults
+    assert Path(sys.modules["lib.model"].__file__).resolve().parent == (root / "lib").resolve()
+    assert official.step == 1001 and official.geco.C == -1.0 * 3 * 35 * 35
+    images = torch.rand(2, 35, 35, 3).permute(0, 3, 1, 2)  # channels-last view, like our Trainer's batches
+    step = official_emorl_step(official, images)
+    step()
+    step()
+    assert model.refinement_iters == 3
+    assert [c[:3] for c in model.calls] == [(1001, 1, True)] * 2
+    assert all(c[3] < 0 and c[4] for c in model.calls)  # fed in [-1, 1], contiguous NCHW
+    assert float(model.w.detach()) != 0.0 and float(model.geco_C_ema) != 0.0  # Adam stepped, GECO EMA updated
+
+
+def test_emorl_step_side_by_side_with_a_checkout(tmp_path, capsys, no_lib_modules):
+    pytest.importorskip("sacred")
+    root = fake_checkout(tmp_path / "official")
+    emorl_step.main(official=str(root), batch_size=2, repeats=2, warmup=0)
+    out = capsys.readouterr().out
+    assert "alternating ours/official, 0 warm-up + 2 timed calls each" in out
+    assert "| official (its train.py step) |" in out and "| ours (shared Trainer step) |" in out
+    assert "ours / official: " in out and "measured side by side in this run" in out
+    assert "recorded anchor" not in out
+
+
+@pytest.mark.slow
+def test_emorl_step_against_the_real_official_checkout(capsys, no_lib_modules):
+    """EMORL_OFFICIAL=/path/to/EfficientMORL make test-slow: their unmodified model, one step each."""
+    path = os.environ.get("EMORL_OFFICIAL")
+    if not path:
+        pytest.skip("set EMORL_OFFICIAL to a checkout of pemami4911/EfficientMORL")
+    pytest.importorskip("sacred")
+    emorl_step.main(official=path, batch_size=2, repeats=1, warmup=0)
+    out = capsys.readouterr().out
+    assert "measured side by side in this run" in out and "| 467,236 |" in out

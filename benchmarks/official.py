@@ -1,0 +1,198 @@
+"""Side-by-side timing against an official implementation, imported at run time from a checkout the
+user names (`python -m benchmarks NAME --official PATH`); its code is never copied into this repository.
+
+EfficientMORL (pemami4911/EfficientMORL): `lib/model.py` builds its sub-modules through sacred captured
+configs (`net = Ingredient('Net')`, `@net.capture`), so the model is constructed inside a sacred
+`Experiment(ingredients=[lib.model.net])` run with `config_updates={"Net": ...}` read from the
+checkout's own `configs/train/<dataset>/EMORL.json`. Its `train.py` (CUDA, NCCL/DDP, HDF5 loaders,
+TensorBoard) is bypassed; `official_emorl_step` repeats its inner-loop body on the unmodified model:
+refinement curriculum, zero_grad, `model(x, geco, step, kl_beta)` with `lib.geco.GECO`,
+`total_loss.backward()`, `clip_grad_norm_(..., 5.0)`, Adam step, then GECO's EMA and beta updates.
+Left out: the DDP wrapper (one process) and the LR warm-up scheduler (a third-party package; one
+scalar update per step). No CPU workaround is needed: the model moves its own tensors to `x.device`.
+Inputs are ours, mapped to the [-1, 1] range its data loaders produce and made contiguous NCHW as
+theirs are: a channels-last tensor (our Trainer's batches are permuted views of NHWC uint8) makes
+its encoder's `x.permute(0,2,3,1).contiguous()` a no-op, and the following in-place `x += pos_embed`
+then overwrites an in-place ReLU's output that backward needs.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import seconds
+
+ANCHOR_LABEL = "recorded anchor (implementation-notes §9, not measured in this run)"
+INSTALL_HINT = "pip install -e '.[official-bench]'"
+
+
+class OfficialUnavailable(Exception):
+    """The official code cannot be run here; the message is one line saying what is missing."""
+
+
+def skipped(reason: OfficialUnavailable) -> None:
+    """The one line printed when `--official` was given but cannot be used."""
+    print(f"official comparison skipped: {reason}; showing the {ANCHOR_LABEL} instead")
+
+
+# -- loading -------------------------------------------------------------------------------------
+def _require_sacred() -> None:
+    try:
+        with warnings.catch_warnings():  # sacred 0.8.7 imports pkg_resources, which warns that it is deprecated
+            warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
+            import sacred  # noqa: F401
+    except ImportError as err:
+        what = "sacred is not installed" if err.name == "sacred" else f"sacred cannot be imported ({err})"
+        raise OfficialUnavailable(f"{what}; the official lib/model.py needs it: {INSTALL_HINT}") from None
+
+
+def _import_from(root: Path, names: list[str]) -> list:
+    """Import `names` (modules of the checkout's top-level `lib` namespace package) from `root` only."""
+    for name in [m for m in sys.modules if m == "lib" or m.startswith("lib.")]:
+        del sys.modules[name]  # a `lib` from elsewhere (or an earlier checkout) must not answer
+    sys.path.insert(0, str(root))
+    try:
+        modules = [importlib.import_module(n) for n in names]
+    finally:
+        sys.path.remove(str(root))
+    for mod in modules:
+        if root not in Path(mod.__file__).resolve().parents:
+            raise OfficialUnavailable(f"{mod.__name__} was imported from {mod.__file__}, not from {root}")
+    return modules
+
+
+@dataclass
+class OfficialEMORL:
+    """The official model with what its train.py keeps beside it."""
+
+    model: torch.nn.Module
+    geco: object  # lib.geco.GECO
+    training: dict  # the JSON's "training" section
+    step: int  # a global step at which the GECO branch is active (past the warm start)
+
+
+def load_emorl(path: str | Path, config: str, batch_size: int, device: str | torch.device = "cpu") -> OfficialEMORL:
+    """Build the official EfficientMORL from the checkout at `path` with its JSON `config` (relative to
+    `path`), at `batch_size` (the model bakes it in). Raises OfficialUnavailable with one clear line."""
+    root = Path(path).expanduser().resolve()
+    for rel in ("lib/model.py", "lib/geco.py", config):
+        if not (root / rel).is_file():
+            raise OfficialUnavailable(f"{root} has no {rel} (expected a checkout of pemami4911/EfficientMORL)")
+    _require_sacred()
+    from sacred import Experiment
+
+    spec = json.loads((root / config).read_text())
+    lib_model, lib_geco = _import_from(root, ["lib.model", "lib.geco"])
+    built = {}
+    ex = Experiment("official_bench", ingredients=[lib_model.net], interactive=True, save_git_info=False)
+
+    @ex.main
+    def build():
+        built["model"] = lib_model.EfficientMORL(batch_size=batch_size, use_geco=spec["training"]["use_geco"])
+
+    updates = {"Net": spec["Net"], "seed": spec.get("seed", 0)}
+    ex.run(config_updates=updates, options={"--loglevel": "ERROR", "--capture": "no"})
+    model = built["model"].to(device).train()
+    training = spec["training"]
+    c, h, w = model.input_size
+    geco = lib_geco.GECO(training["geco_reconstruction_target"] * c * h * w, training["geco_ema_alpha"],
+                         training.get("geco_step_size_acceleration", 1))
+    return OfficialEMORL(model, geco, training, model.geco_warm_start + 1)
+
+
+# -- one step ------------------------------------------------------------------------------------
+def _as_loaded(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] images as its data loaders hand them over: [-1, 1], contiguous NCHW."""
+    return (images * 2 - 1).contiguous()
+
+
+def _set_curriculum(official: OfficialEMORL) -> None:
+    """train.py's refinement curriculum: I from the last (step, I) entry at or before the step."""
+    for start, iters in reversed(official.training["refinement_curriculum"]):
+        if official.step >= start:
+            official.model.refinement_iters = iters
+            return
+
+
+def official_emorl_step(official: OfficialEMORL, images: torch.Tensor) -> Callable[[], None]:
+    """One full optimiser step of train.py's loop on `images` in [0, 1] (fed as [-1, 1]), at a step
+    where GECO is active; its state is updated as there (EMA, then beta)."""
+    model, geco, tr = official.model, official.geco, official.training
+    x = _as_loaded(images)
+    opt = torch.optim.Adam(model.parameters(), lr=tr["lr"])
+    _set_curriculum(official)
+
+    def step() -> None:
+        opt.zero_grad()
+        out = model(x, geco, official.step, tr["kl_beta_init"])
+        out["total_loss"].backward()
+        if tr["clip_grad_norm"]:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=5.0)
+        opt.step()
+        model.geco_C_ema = geco.update_ema(model.geco_C_ema, out["nll"])
+        model.geco_beta = geco.step_beta(model.geco_C_ema, model.geco_beta, tr["geco_beta_stepsize"])
+
+    return step
+
+
+def official_emorl_forward_backward(official: OfficialEMORL, images: torch.Tensor,
+                                    steps: int) -> Callable[[], None]:
+    """zero_grad, forward, backward of the plain ELBO (geco=None, as our model without a GECO target)
+    with I = `steps` refinement iterations, on `images` in [0, 1] fed as [-1, 1]."""
+    model, x = official.model, _as_loaded(images)
+    model.refinement_iters = steps
+
+    def fwd_bwd() -> None:
+        model.zero_grad(set_to_none=True)
+        model(x, None, official.step, official.training["kl_beta_init"])["total_loss"].backward()
+
+    return fwd_bwd
+
+
+# -- timing and report ---------------------------------------------------------------------------
+def alternating_seconds(fns: dict[str, Callable[[], object]], repeats: int = 10, warmup: int = 2,
+                        clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """Time each callable `repeats` times after `warmup` untimed calls, interleaved: every round runs
+    each once, in the given order on even rounds and reversed on odd ones (A B, B A, ...), so slow
+    drifts of a shared machine fall on both alike. Returns the seconds of each call, by name."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else reversed(names):
+            times[name].append(seconds(fns[name], clock))
+    return times
+
+
+def side_by_side(times: dict[str, list[float]], ours: str, official: str, note: str = "") -> tuple[list[dict], str]:
+    """Table rows (median, min, max seconds per code) and the line with the ratio of ours / official
+    medians (`note` is added inside its parentheses)."""
+    rows = [{"code": name, "median s": statistics.median(t), "min s": min(t), "max s": max(t),
+             "runs": len(t)} for name, t in times.items()]
+    ratio = statistics.median(times[ours]) / statistics.median(times[official])
+    paired = [a / b for a, b in zip(times[ours], times[official])]
+    line = (f"ours / official: {ratio:.2f} (medians, measured side by side in this run; "
+            f"per-round ratios {min(paired):.2f}-{max(paired):.2f}{note})")
+    return rows, line
+
+
+def describe(path: str | Path, repeats: int, warmup: int) -> str:
+    """How the side-by-side numbers were taken."""
+    return (f"official code from {Path(path).expanduser().resolve()} (imported at run time); alternating ours/official, "
+            f"{warmup} warm-up + {repeats} timed calls each, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads for both")
+
+
+def parameters(model: torch.nn.Module) -> str:
+    return f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,}"
