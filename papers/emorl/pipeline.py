@@ -4,6 +4,10 @@
 for the disentanglement comparison of Table 3 / Fig. 9c-d. A dataset whose config sets `eval.run_of`
 (CLEVR10, Fig. 7c) is evaluated with that dataset's run and has no training of its own.
 """
+from common.requirements import require
+
+require("pipeline")  # before the imports that need it
+
 import sys
 
 from common.config import ConfigError, from_dict

