@@ -27,6 +27,11 @@ def eval_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def device_of(model) -> torch.device:
+    """The device of a model's parameters: evaluation moves its batches there."""
+    return next(model.parameters()).device
+
+
 def load_run(run: Path):
     config_path = run / "config.yaml"
     if not config_path.is_file():
@@ -40,7 +45,7 @@ def evaluate(model, data: dict, background: tuple[int, ...] = (0,), batch_size: 
              seed: int = 0) -> tuple[dict, tuple]:
     """Per-image ARI-FG and MSE averaged over the split; returns metrics and the first batch's outputs."""
     torch.manual_seed(seed)
-    device = next(model.parameters()).device
+    device = device_of(model)
     aris, mses, first = [], [], None
     for start in range(0, len(data["image"]), batch_size):
         images = to_float_images(data["image"][start:start + batch_size]).to(device)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from common.config import ConfigError, from_dict
 from common.data import load_meta
-from common.evaluate import eval_device, load_run
+from common.evaluate import device_of, eval_device, load_run
 from common.metrics import activeness, ari_fg, dci, mse
 from common.metrics.dci import slot_factor_table
 from common.pipeline import Stage, data_path, output_root
@@ -78,10 +78,6 @@ def run_model(model: EfficientMORL, data: dict, steps: int, cfg: EMORLEval, back
         if cfg.ari_upsample:
             out["ari_fg_upsampled"].append(upsampled_ari_fg(true, m, cfg.ari_upsample, background))
     return {key: torch.cat(v).cpu() for key, v in out.items()}
-
-
-def device_of(model) -> torch.device:
-    return next(model.parameters()).device
 
 
 @torch.no_grad()

@@ -20,9 +20,9 @@ import torch
 
 from common.config import ConfigError, from_dict
 from common.data import load_meta
+from common.evaluate import device_of, eval_device, load_run
 from common.metrics import ari_fg, linear_probe, mse
 from common.metrics.dci import slot_factor_table
-from common.evaluate import eval_device, load_run
 from common.pipeline import Stage, data_path, output_root, train
 from common.provenance import provenance
 from common.train.experiment import load_scenes
@@ -58,7 +58,7 @@ def run_iterations(model: IODINE, data: dict, iterations: int, batch_size: int, 
     """Per image after t = 0..iterations refinement updates: ARI-FG, MSE, KL [iterations+1,N]; and the
     masks and posterior means [N,K,...] after the training T updates, for the probe."""
     model.eval()  # detached outputs, memory flat over the iterations
-    device = next(model.parameters()).device
+    device = device_of(model)
     torch.manual_seed(seed)
     t_train = min(model.config.iterations, iterations)
     out = {key: [] for key in (*METRICS, "masks", "slots")}

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from common.config import ConfigError
 from common.data.tetrominoes import TetrominoesParams, compose
+from common.evaluate import device_of
 from common.train.loop import to_float_images
 from common.viz import save_decomposition
 
@@ -82,7 +83,7 @@ def multistability(model, runs: int, seed: int, figure: Path | None = None) -> d
     scene = compose(AMBIGUOUS)
     x = to_float_images(torch.as_tensor(scene["image"])[None]).expand(runs, -1, -1, -1)  # [R,3,H,W]
     torch.manual_seed(seed)
-    its = model.eval().infer(x.to(next(model.parameters()).device))  # each row samples its own z: R runs
+    its = model.eval().infer(x.to(device_of(model)))  # each batch row samples its own z: R runs
     masks, means = its["masks"][-1].cpu(), its["means"][-1].cpu()  # [R,K,1,H,W], [R,K,3,H,W]
     labels = masks[:, :, 0].argmax(1)  # [R,H,W]
     names = [explain(l) for l in labels]
