@@ -21,8 +21,9 @@ import yaml
 from common.config import ConfigError, parse_overrides, to_dict
 from common.data import DatasetError, generate_dataset, load_meta
 from common.hub import CheckpointError
-from common.train.loop import EXIT_BUDGET, BudgetSpent
+from common.report import seed_metrics
 from common.train.experiment import ExperimentConfig, check_resumable, load_experiment
+from common.train.loop import EXIT_BUDGET, BudgetSpent
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("prepare", "train", "evaluate", "report")
@@ -83,15 +84,6 @@ class Stage:
             raise ConfigError(f"no config for dataset '{self.dataset}' in papers/{self.paper}/configs "
                               f"(available: {', '.join(available)})")
         return load_experiment(self.config_path, self.profile, parse_overrides(list(self.settings)))
-
-
-def seed_metrics(report_dir: Path, seeds: list[int] | None = None) -> dict[int, dict]:
-    """{seed: metrics.json} for each seed in `seeds` (default: every seed evaluated) under report_dir/seeds."""
-    found = {int(p.parent.name[4:]): p for p in (report_dir / "seeds").glob("seed*/metrics.json")}
-    missing = sorted(set(seeds or ()) - set(found))
-    if missing or not found:
-        raise ConfigError(f"{report_dir}: no evaluation for seed(s) {missing or 'any'}: run the evaluate stage first")
-    return {k: json.loads(found[k].read_text()) for k in sorted(seeds or found)}
 
 
 def prepare(stage: Stage) -> Path:

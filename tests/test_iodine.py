@@ -284,6 +284,7 @@ def test_smoke_pipeline_through_the_real_cli(tmp_path):
     assert "Smoke profile: these numbers are not a replication" in text and "| 0 | " in text
     assert f"| ARI-FG | 0.995 ± 0.001 (5 seeds) | {metrics['metrics']['ari_fg']:.3f} |" in text
     assert "(seeds/seed0/figures/iterations.png)" in text
+    assert "Warning" not in text  # no library warnings in the rendered report
 
 
 def test_refinement_improves_the_elbo_over_iterations_after_training(tmp_path):
