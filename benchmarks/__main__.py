@@ -6,7 +6,8 @@ import importlib
 import inspect
 import sys
 
-BENCHMARKS = ["generators", "generators3d", "readers", "train_step", "emorl_step", "emorl_efficiency", "iodine_vs_emorl"]
+BENCHMARKS = ["generators", "generators3d", "readers", "train_step", "paper_steps", "emorl_step", "emorl_efficiency",
+              "iodine_vs_emorl"]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -196,3 +196,16 @@ def test_emorl_step_against_the_real_official_checkout(capsys, no_lib_modules):
     emorl_step.main(official=path, batch_size=2, repeats=1, warmup=0)
     out = capsys.readouterr().out
     assert "measured side by side in this run" in out and "| 467,236 |" in out
+
+
+def test_paper_steps_lists_training_configs_and_measures_one(tmp_path):
+    from benchmarks import paper_steps
+    names = [str(p.relative_to(paper_steps.ROOT / "papers")) for p in paper_steps.configs()]
+    assert "emorl/configs/tetrominoes.yaml" in names and "iodine/configs/clevr6.yaml" in names
+    assert "emorl/configs/clevr10.yaml" not in names  # evaluates the CLEVR6 run, trains nothing
+    row = paper_steps.measure(paper_steps.ROOT / "papers/emorl/configs/tetrominoes.yaml", "smoke", repeats=1)
+    assert (row["batch"], row["resolution"], row["precision"]) == (8, "35x35", "no")
+    assert row["images/s"] == pytest.approx(8 / row["s/step"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: nowhere:Nothing\nprofiles: {smoke: {}}\n")
+    assert "cannot be imported" in paper_steps.measure_in_subprocess(bad, "smoke")["error"]

@@ -1,0 +1,71 @@
+"""Every paper's training step at its config: seconds per optimiser step, images/s and peak memory.
+
+On a GPU each config runs at its `short` profile (its batch size, resolution and mixed precision);
+on a CPU at `smoke` (`short` batches take minutes a step there). Each config is measured in a fresh
+process (Accelerate's state is per process), through the shared Trainer, on generated scenes of the
+config's own dataset. Peak memory: allocated GPU memory, or resident memory above rest on a CPU.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import cpu_peak_gb, median_seconds, table
+from common.provenance import hardware
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def configs() -> list[Path]:
+    """Every paper config that trains (EMORL's CLEVR10 only evaluates the CLEVR6 run)."""
+    from common.config import load_yaml
+    return [p for p in sorted(ROOT.glob("papers/*/configs/*.yaml")) if not load_yaml(p).get("eval", {}).get("run_of")]
+
+
+def measure(config: Path, profile: str, repeats: int = 3) -> dict:
+    """One config's step, in this process: s/step, images/s and peak GB of one step."""
+    from common.data import generate_split
+    from common.train import Trainer
+    from common.train.experiment import build_model, load_experiment
+
+    exp = load_experiment(config, profile)
+    torch.manual_seed(0)
+    model = build_model(exp)
+    batch = exp.train.batch_size
+    images = torch.from_numpy(generate_split(exp.data.name, batch, exp.data.seed, "train", exp.data.params)[1]["image"])
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(model, images, exp.train, out)
+        step = lambda: trainer.train_step(trainer.batch(0))
+        seconds = median_seconds(step, repeats=repeats, warmup=1)
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+            step()
+            peak = torch.cuda.max_memory_allocated() / 2**30
+        else:
+            peak = cpu_peak_gb(step)
+    return {"s/step": seconds, "images/s": batch / seconds, "peak GB": peak, "batch": batch,
+            "resolution": "x".join(map(str, images.shape[1:3])), "precision": exp.train.mixed_precision}
+
+
+def measure_in_subprocess(config: Path, profile: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", "benchmarks.paper_steps", str(config), profile], capture_output=True,
+                         text=True, cwd=ROOT)
+    if out.returncode:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    profile = "short" if torch.cuda.is_available() else "smoke"
+    rows = [{"config": str(c.relative_to(ROOT / "papers")), **measure_in_subprocess(c, profile)} for c in configs()]
+    print(f"Each paper config's training step at its `{profile}` profile, on {hardware()}")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(Path(sys.argv[1]), sys.argv[2])))
