@@ -211,7 +211,7 @@ def test_fid_pipeline_records_provenance(tmp_path):
     assert compute_fid(real, real, weights=path)["fid"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_fid_network_stored_in_half_precision_is_recorded_and_close(tmp_path):
+def test_fid_network_stored_in_half_precision_is_recorded_and_close(tmp_path, monkeypatch):
     """pack_half rounds the weights to float16 (half the file); loading computes in float32 and says so."""
     from common.metrics.fid import compute_fid, pack_half
 
@@ -237,6 +237,10 @@ def test_fid_network_stored_in_half_precision_is_recorded_and_close(tmp_path):
     a, b = compute_fid(real, fake, weights=full), compute_fid(real, fake, weights=half)
     assert a["weights_precision"] == "float32" and b["weights_precision"] == "float16-stored"
     assert b["fid"] == pytest.approx(a["fid"], rel=1e-2) and b["weights_sha1"] != a["weights_sha1"]
+    from common.metrics.__main__ import main
+    monkeypatch.setenv("OCREPRO_FID_WEIGHTS", str(full))
+    assert main(["fid-pack", "--out", str(tmp_path / "cli.pt")]) == 0
+    assert resolve_backend(tmp_path / "cli.pt").precision == "float16-stored"
 
 
 def test_fid_with_the_packaged_inception_network():

@@ -2,7 +2,12 @@
 from common.metrics.activeness import activeness
 from common.metrics.ari import adjusted_rand_index, ari_fg
 from common.metrics.dci import completeness, dci, disentanglement, match_slots
-from common.metrics.fid import FIDUnavailable, compute_fid, fid_or_unavailable, frechet_distance
+from common.metrics.fid import (
+    FIDUnavailable,
+    compute_fid,
+    fid_or_unavailable,
+    frechet_distance,
+)
 from common.metrics.image import mse
 from common.metrics.probe import linear_probe
 

