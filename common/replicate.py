@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         env[BUDGET_ENV] = str(args.max_minutes)
     start = time.time()
     code = subprocess.call(cmd, cwd=ROOT, env=env)  # stages call `python`/`dvc` from this venv
-    stopped = [r for r in (output_root() / "runs" / args.paper).glob("*/seed*")
+    runs = output_root() / "runs" / args.paper
+    stopped = [r for r in [*runs.glob("*/seed*"), *runs.glob("*/seed*/T*")]  # runs, and IODINE's sweep runs
                if unfinished(r) and (r / "checkpoints").stat().st_mtime >= start]
     if code and stopped:
         print(f"stopped by the {args.max_minutes:g}-minute budget with a checkpoint in "
