@@ -8,7 +8,7 @@ import sys
 TRAIN = ("torch", "accelerate", "datasets", "huggingface-hub", "safetensors", "numpy", "pyyaml", "tqdm", "pillow",
          "scipy", "google-crc32c", "h5py")
 PIPELINE = (*TRAIN, "scikit-learn", "matplotlib", "nbformat", "nbclient", "nbconvert", "ipykernel")
-NEEDS = {"train": TRAIN, "pipeline": PIPELINE, "replicate": ("dvc", "pyyaml")}
+NEEDS = {"train": TRAIN, "pipeline": PIPELINE, "replicate": (*PIPELINE, "dvc")}  # replicate runs the pipelines
 HINT = ("install them with `make venv`, or without a network from a wheelhouse (`make wheelhouse` on a "
         "machine with one; README, 'Installing without a network')")
 

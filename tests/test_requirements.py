@@ -27,7 +27,7 @@ def test_require_names_every_missing_distribution(monkeypatch, capsys):
     assert "train needs datasets, which is not installed" in line and "make wheelhouse" in line
     with pytest.raises(SystemExit):
         requirements.require("replicate")
-    assert "replicate needs dvc" in capsys.readouterr().err
+    assert "replicate needs datasets, dvc, which are not installed" in capsys.readouterr().err
     assert requirements.missing(("torch", "numpy")) == []
 
 
