@@ -39,9 +39,8 @@ def ours_step(batch_size: int, out_dir: str) -> tuple[Callable[[], None], torch.
     batch = trainer.batch(0)
 
     def step() -> None:
-        out = trainer.train_step(batch)
-        if out is not None:
-            model.after_step(out)  # GECO's EMA and Lagrange update, as the official step does
+        out, ok = trainer.train_step(batch)
+        model.after_step(out, ok)  # GECO's EMA and Lagrange update, as the official step does
 
     return step, batch, model
 

@@ -84,6 +84,24 @@ def test_loss_is_the_weighted_sum_of_iteration_elbos(monkeypatch):
     torch.testing.assert_close(out.loss, expected)
 
 
+def test_bf16_autocast_keeps_attention_kl_likelihood_and_geco_in_fp32():
+    """§ Speed on a GPU: bf16 where it is safe; the attention softmax, posteriors and KL, the likelihood
+    and GECO's loss stay fp32 (the convolutions do run in bf16)."""
+    from dataclasses import replace
+    model = EfficientMORL(replace(TINY, geco_target=-1.0, geco_warm_start=0))
+    conv_dtypes = []
+    model.decoder.net[-1].register_forward_hook(lambda mod, inputs, out: conv_dtypes.append(out.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        its = model.infer(torch.rand(2, 3, 16, 16), steps=1)
+        _, prior = model.hierarchical_kl(its["posteriors"], its["samples"])
+        loss = model(torch.rand(2, 3, 16, 16), steps=1).loss
+    assert conv_dtypes and set(conv_dtypes) == {torch.bfloat16}
+    assert {a.dtype for a in its["attention"]} == {torch.float32}
+    assert {t.dtype for q in [*its["posteriors"], prior] for t in (q.mean, q.var)} == {torch.float32}
+    assert {t.dtype for name in ("kl", "kl_refinement", "nll") for t in its[name]} == {torch.float32}
+    assert loss.dtype == torch.float32
+
+
 def test_refinement_curriculum():
     model = EfficientMORL(EMORLConfig(**{**TINY.__dict__, "curriculum": ((100, 1),), "test_refinement_steps": None}))
     assert model.refinement_steps(0) == 3 and model.refinement_steps(99) == 3 and model.refinement_steps(100) == 1

@@ -105,6 +105,18 @@ def test_geco_multiplicative_kl_hand_computed_sequence():
     assert geco.loss(torch.tensor(2.0), torch.tensor(3.0)).item() == pytest.approx(2.0 + 3.0 * math.exp(0.8))
 
 
+@pytest.mark.parametrize("geco", [GECOLagrangeNLL(target=-10.0, warm_start=1), GECOMultiplicativeKL(goal=1.0)])
+def test_geco_ignores_a_skipped_step(geco):
+    """The loop skips a non-finite step on the device: update(nll, ok=False) leaves every buffer as it was."""
+    geco.update(torch.tensor(-4.0))
+    geco.update(torch.tensor(-5.0))
+    before = {k: v.clone() for k, v in geco.state_dict().items()}
+    geco.update(torch.tensor(float("nan")), ok=torch.tensor(False))
+    assert all(torch.equal(before[k], v) for k, v in geco.state_dict().items())
+    geco.update(torch.tensor(-6.0), ok=torch.tensor(True))
+    assert int(geco.steps) == 3 and not torch.equal(before["steps"], geco.steps)
+
+
 def test_geco_state_is_in_state_dict():
     geco = GECOLagrangeNLL(target=-1.0, warm_start=0)
     geco.update(torch.tensor(3.0))

@@ -7,6 +7,7 @@ import pytest
 import safetensors.torch
 import torch
 import yaml
+from torch.overrides import TorchFunctionMode
 
 from common.config import ConfigError
 from common.hub import CheckpointError
@@ -84,22 +85,24 @@ def test_check_resumable_allows_extending_steps():
 
 
 class Flaky(SlotAttentionAutoEncoder):
-    """Returns a NaN loss on the first `bad` calls at the listed steps."""
+    """Returns a NaN loss on the first `bad` calls at the listed steps: NaN times the loss (NaN gradients),
+    or plus a NaN constant (`how="constant"`: the gradients stay finite, only the loss says it is bad)."""
 
-    def __init__(self, config, bad_steps=(), bad=1):
+    def __init__(self, config, bad_steps=(), bad=1, how="times"):
         super().__init__(config)
         self.bad_steps, self.remaining = set(bad_steps), {s: bad for s in bad_steps}
-        self.after = 0
+        self.after, self.how = 0, how
 
     def forward(self, images, step=None, noise=None):
         out = super().forward(images, step, noise)
         if step in self.bad_steps and self.remaining[step] > 0:
             self.remaining[step] -= 1
-            return ModelOutput(out.loss * float("nan"), out.recon, out.masks, out.slots, out.logs)
+            loss = out.loss * float("nan") if self.how == "times" else out.loss + torch.tensor(float("nan"))
+            return ModelOutput(loss, out.recon, out.masks, out.slots, out.logs)
         return out
 
-    def after_step(self, out):
-        self.after += 1
+    def after_step(self, out, ok):
+        self.after += int(ok)
 
 
 def _trainer(tmp_path, model, **train):
@@ -114,8 +117,9 @@ def _tiny_model(**kw):
     return Flaky(cfg, **kw)
 
 
-def test_nonfinite_step_is_skipped(tmp_path):
-    model = _tiny_model(bad_steps=(3,))
+@pytest.mark.parametrize("how", ["times", "constant"])
+def test_nonfinite_step_is_skipped(tmp_path, how):
+    model = _tiny_model(bad_steps=(3,), how=how)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     trainer = _trainer(tmp_path, model, steps=4)
     trainer.fit(stop_at=3)
@@ -124,6 +128,45 @@ def test_nonfinite_step_is_skipped(tmp_path):
     assert trainer.state.step == 4 and model.after == 3
     assert all(torch.equal(at3[k], v) for k, v in model.state_dict().items())
     assert any(not torch.equal(before[k], v) for k, v in at3.items())
+
+
+HOST_READS = {torch.Tensor.item, torch.Tensor.__bool__, torch.Tensor.__float__, torch.Tensor.__int__,
+              torch.Tensor.__index__, torch.Tensor.tolist}
+
+
+class HostReads(TorchFunctionMode):
+    """Records every tensor value read back to Python (each one a host-device sync on a GPU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.reads = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in HOST_READS:
+            self.reads.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("geco", [False, True])
+def test_a_training_step_reads_nothing_back_from_the_device(tmp_path, geco):
+    """§ Speed on a GPU: no .item()/bool()/float() in the step, GECO's warm start and update included,
+    the skip decision included (a NaN step at step 1); the host reads only at its sync points."""
+    from common.data import generate_split
+    from papers.emorl.model import EfficientMORL, EMORLConfig
+    model = EfficientMORL(EMORLConfig(refinement_steps=1, geco_target=-1.0 if geco else None, geco_warm_start=1))
+    images = torch.from_numpy(generate_split("tetrominoes", 8, 0)[1]["image"])
+    trainer = Trainer(model, images, TrainConfig(steps=3, batch_size=4, log_every=3, save_every=3), tmp_path)
+    probe = HostReads()
+    with probe:
+        for step in range(2):
+            out, ok = trainer.train_step(trainer.batch(step))
+            trainer._count(ok)
+            model.after_step(out, ok)
+            trainer.state.step += 1
+    assert probe.reads == []
+    assert not trainer._check_nonfinite() and trainer.state.nonfinite == 0
+    if geco:  # GECO's Lagrange update really ran (warm start 1: c_ema set at step 1, zeta moved at step 2)
+        assert int(model.geco.steps) == 2 and float(model.geco.c_ema) != 0.0
 
 
 def test_repeated_nonfinite_steps_roll_back_to_last_checkpoint(tmp_path):

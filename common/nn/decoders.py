@@ -77,8 +77,10 @@ class SpatialBroadcastDecoder(nn.Module):
         const = F.conv2d(grid, w_grid, conv.bias, padding=conv.padding)  # [1,C,H1,W1]
         n, (c, _, kh, kw), (h1, w1) = z.shape[0], w_z.shape, self.taps.shape[2:]
         per_tap = z.to(w_z.dtype) @ w_z.permute(1, 0, 2, 3).reshape(-1, c * kh * kw)  # [N,C*k*k]
-        out = per_tap.view(n * c, kh * kw) @ self.taps.to(per_tap.dtype).view(kh * kw, h1 * w1)  # [N*C,H1*W1]
-        return out.view(n, c, h1, w1) + const
+        taps = self.taps.to(per_tap.dtype).view(kh * kw, h1 * w1)  # [k*k,H1*W1]
+        out = taps.t() @ per_tap.view(n, c, kh * kw).transpose(1, 2)  # [N,H1*W1,C]: channels last
+        out = out + const.flatten(2).transpose(1, 2)  # [N,H1*W1,C]
+        return out.view(n, h1, w1, c).permute(0, 3, 1, 2)  # [N,C,H1,W1], channels-last strides
 
 
 def _tap_support(conv: nn.Conv2d, size: tuple[int, int]) -> Tensor:

@@ -13,6 +13,11 @@ def softplus_variance(o: Tensor, max_logit: float = 80.0, eps: float = 1e-5) -> 
     return torch.log1p(torch.exp(o.clamp(max=max_logit)) + eps)
 
 
+def at_least_fp32(x: Tensor) -> Tensor:
+    """x in float32, or in its own dtype when that is wider (float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 @dataclass
 class DiagonalGaussian:
     """N(mean, diag(var)); every reduction is left to the caller (shapes are elementwise)."""
@@ -22,8 +27,9 @@ class DiagonalGaussian:
 
     @classmethod
     def from_params(cls, mean: Tensor, pre_var: Tensor) -> "DiagonalGaussian":
-        """Posterior/prior head output (mean, pre-softplus variance) -> distribution."""
-        return cls(mean, softplus_variance(pre_var))
+        """Posterior/prior head output (mean, pre-softplus variance) -> distribution, in fp32 at least
+        (heads run in bf16 under autocast; the KL and samples stay full precision)."""
+        return cls(at_least_fp32(mean), softplus_variance(at_least_fp32(pre_var)))
 
     @classmethod
     def standard(cls, like: Tensor) -> "DiagonalGaussian":

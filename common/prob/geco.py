@@ -38,31 +38,38 @@ class GECOLagrangeNLL(nn.Module):
         self.register_buffer("steps", torch.tensor(0, dtype=torch.long))
 
     @property
-    def active(self) -> bool:
-        return int(self.steps) >= self.warm_start
+    def active(self) -> Tensor:
+        """Whether the warm start is over (a bool tensor: deciding it never syncs with the host)."""
+        return self.steps >= self.warm_start
 
     @property
     def weight(self) -> Tensor:
         return F.softplus(self.zeta)
 
+    def nll_weight(self) -> Tensor:
+        """The NLL's weight in the loss: softplus(zeta) once active, 1 during the warm start."""
+        return torch.where(self.active, self.weight, torch.ones_like(self.zeta))
+
     def loss(self, nll: Tensor, kl: Tensor) -> Tensor:
         """nll, kl: batch means. Plain ELBO during warm start, the GECO objective afterwards."""
-        if not self.active:
-            return nll + kl
         c_t = self.target - nll
-        return kl - self.weight.detach() * (c_t + (self.c_ema - c_t).detach())
+        geco = kl - self.weight.detach() * (c_t + (self.c_ema - c_t).detach())
+        return torch.where(self.active, geco, nll + kl)
 
     @torch.no_grad()
-    def update(self, nll: Tensor) -> None:
-        """One training step's update from the batch-mean NLL (call once per optimiser step)."""
+    def update(self, nll: Tensor, ok: Tensor | bool = True) -> None:
+        """One training step's update from the batch-mean NLL (call once per optimiser step); a step
+        with `ok` false (skipped by the loop) changes nothing. Device arithmetic only: no host sync."""
+        ok = torch.as_tensor(ok, device=self.steps.device)
         c_t = self.target - _mean_over_ranks(nll)
-        self.steps += 1
-        if int(self.steps) == self.warm_start:
-            self.c_ema.copy_(c_t)
-        elif int(self.steps) > self.warm_start:
-            self.c_ema.mul_(self.alpha).add_((1 - self.alpha) * c_t)
-            step = self.step_size * (self.acceleration if self.c_ema > 0 else 1.0)
-            self.zeta.copy_(torch.clamp(self.zeta - step * self.c_ema, min=self.floor))
+        steps = self.steps + ok.long()
+        ema = torch.where(steps == self.warm_start, c_t, self.alpha * self.c_ema + (1 - self.alpha) * c_t)
+        ema = torch.where(ok & (steps >= self.warm_start), ema, self.c_ema)
+        rate = self.step_size * torch.where(ema > 0, self.acceleration, 1.0)
+        zeta = torch.clamp(self.zeta - rate * ema, min=self.floor)
+        self.zeta.copy_(torch.where(ok & (steps > self.warm_start), zeta, self.zeta))
+        self.c_ema.copy_(ema)
+        self.steps.copy_(steps)
 
 
 class GECOMultiplicativeKL(nn.Module):
@@ -86,13 +93,15 @@ class GECOMultiplicativeKL(nn.Module):
         return err + self.beta.detach() * kl
 
     @torch.no_grad()
-    def update(self, err: Tensor) -> None:
+    def update(self, err: Tensor, ok: Tensor | bool = True) -> None:
+        """One step's update; a step with `ok` false changes nothing. No host sync."""
+        ok = torch.as_tensor(ok, device=self.steps.device)
         err = _mean_over_ranks(err)
-        if int(self.steps) == 0:
-            self.err_ema.copy_(err)
-        else:
-            self.err_ema.mul_(self.alpha).add_((1 - self.alpha) * err)
-        self.steps += 1
-        constraint = self.goal - self.err_ema
-        rate = self.step_size * (self.speedup if self.speedup and constraint > 0 else 1.0)
-        self.beta.copy_((self.beta * torch.exp(rate * constraint)).clamp(self.beta_min, self.beta_max))
+        ema = torch.where(self.steps == 0, err, self.alpha * self.err_ema + (1 - self.alpha) * err)
+        constraint = self.goal - ema
+        speedup = self.speedup or 1.0
+        rate = self.step_size * torch.where(constraint > 0, speedup, 1.0)
+        beta = (self.beta * torch.exp(rate * constraint)).clamp(self.beta_min, self.beta_max)
+        self.err_ema.copy_(torch.where(ok, ema, self.err_ema))
+        self.beta.copy_(torch.where(ok, beta, self.beta))
+        self.steps += ok.long()

@@ -3,9 +3,12 @@
 Data are in-memory uint8 tensors; the batch of step t is a pure function of (seed, t), so resuming
 needs no sampler state. Checkpoints (`accelerator.save_state`: model, optimiser, scheduler, RNG,
 GradScaler, plus `TrainState`) are written atomically under `out/checkpoints/step_XXXXXXXX`, the last
-`keep_last` kept. A non-finite loss (or gradient norm) skips the step; `max_nonfinite` in a row roll
-back to the last checkpoint. Model-side training state such as GECO lives in model buffers and is
-updated by `model.after_step(output)` only after a successful step.
+`keep_last` kept.
+
+A step never waits for the device: a non-finite loss or gradient norm makes fused Adam skip the update
+on the device (its `found_inf`), and model-side state such as GECO, kept in model buffers, is updated
+by `model.after_step(output, ok)` with `ok` a device bool. The host reads the count of skipped steps at
+its sync points (logging, saving, the end); `max_nonfinite` in a row roll back to the last checkpoint.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from common.hub import CheckpointError
+from common.output import ModelOutput
 from common.train.logs import TSVLog
 from common.train.schedules import warmup_decay
 
@@ -58,6 +62,7 @@ class TrainConfig:
     log_every: int = 10
     max_nonfinite: int = 3
     max_rollbacks: int = 3
+    data_on_device: bool = True  # copy the uint8 training images to the accelerator once
 
 
 class TrainState:
@@ -76,12 +81,14 @@ class TrainState:
 class StepSampler:
     """Batch indices for step t: epoch e = t // (N // B) uses randperm(N) seeded by (seed, e)."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1,
+                 device: torch.device | str = "cpu"):
         if batch_size > n:
             raise ValueError(f"batch size {batch_size} exceeds the {n} training examples")
         if batch_size % world:
             raise ValueError(f"global batch size {batch_size} is not divisible by {world} processes")
         self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.device = torch.device(device)
         self.per_epoch = n // batch_size
         self._epoch, self._perm = -1, None
 
@@ -89,7 +96,7 @@ class StepSampler:
         epoch, i = divmod(step, self.per_epoch)
         if epoch != self._epoch:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=gen)
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=gen).to(self.device)  # once an epoch
         batch = self._perm[i * self.batch_size:(i + 1) * self.batch_size]
         return batch[self.rank::self.world]
 
@@ -107,14 +114,21 @@ class Trainer:
         self.config, self.out = config, Path(out_dir)
         self.accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision)
         acc = self.accelerator
-        self.images = images
-        self.sampler = StepSampler(len(images), config.batch_size, config.seed, acc.process_index, acc.num_processes)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=tuple(config.betas))
+        data_device = acc.device if config.data_on_device else torch.device("cpu")
+        self.images = images.to(data_device)  # uint8 [N,H,W,3]
+        self.sampler = StepSampler(len(images), config.batch_size, config.seed, acc.process_index, acc.num_processes,
+                                   data_device)
+        optimizer = torch.optim.Adam(model.to(acc.device).parameters(), lr=config.lr, betas=tuple(config.betas),
+                                     fused=True)  # fused: skips a non-finite step on the device (found_inf)
         schedule = warmup_decay(config.warmup_steps, config.decay_rate, config.decay_steps, config.decay_after_warmup)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)
+        # Not prepared: Accelerate's scheduler wrapper steps once per process; ours steps once per optimiser step.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        self.model, self.optimizer = acc.prepare(model, optimizer)
         self.state = TrainState()
+        acc.register_for_checkpointing(self.scheduler)
         acc.register_for_checkpointing(self.state)
+        self._streak = torch.zeros((), dtype=torch.long, device=acc.device)  # non-finite steps in a row
+        self._skipped = torch.zeros((), dtype=torch.long, device=acc.device)  # since the last sync
         self.log = TSVLog(self.out / "logs" / "train.tsv")
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -163,58 +177,80 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------------------------
     def batch(self, step: int) -> Tensor:
-        return to_float_images(self.images[self.sampler(step)]).to(self.accelerator.device)
+        return to_float_images(self.images[self.sampler(step)]).to(self.accelerator.device, non_blocking=True)
 
-    def _is_bad(self, loss: Tensor) -> bool:
-        bad = torch.tensor(0.0 if torch.isfinite(loss.detach()).all() else 1.0, device=self.accelerator.device)
-        return bool(self.accelerator.reduce(bad, "sum") > 0)
-
-    def _clip(self) -> float:
+    def _clip(self) -> Tensor:
+        """Clip as configured; returns the global gradient norm (a device tensor)."""
         params, cfg, acc = self.model.parameters(), self.config, self.accelerator
         if cfg.clip == "value":
             acc.clip_grad_value_(params, cfg.clip_value)
             params = self.model.parameters()
         max_norm = cfg.clip_value if cfg.clip == "norm" else math.inf
-        return float(acc.clip_grad_norm_(params, max_norm))
+        return acc.clip_grad_norm_(params, max_norm)
 
-    def train_step(self, images: Tensor):
-        """Forward, guard, backward, clip, update. Returns the output, or None if the step was skipped."""
+    def train_step(self, images: Tensor) -> tuple[ModelOutput, Tensor]:
+        """Forward, backward, clip, update, with no host-device sync. Returns the output and `ok`, a device
+        bool: false when the loss or the gradient norm was non-finite, and the update was skipped."""
         out = self.model(images, step=self.state.step)
-        if self._is_bad(out.loss):
-            return None
-        self.accelerator.backward(out.loss)
+        loss = out.loss.detach()
+        poison = torch.where(torch.isfinite(loss), 1.0, math.nan).to(loss.dtype)  # a NaN loss: NaN in every grad
+        self.accelerator.backward(out.loss * poison)
         grad_norm = self._clip()
-        if not math.isfinite(grad_norm) and self.config.mixed_precision != "fp16":  # fp16: GradScaler skips
-            self.optimizer.zero_grad(set_to_none=True)
-            return None
-        self.optimizer.step()
+        ok = torch.isfinite(grad_norm)  # grads are all-reduced: the same on every rank
+        self._update(ok)
+        out.logs["grad_norm"] = grad_norm
+        return out, ok
+
+    def _update(self, ok: Tensor) -> None:
+        """Adam step, skipped on the device when not ok (fp16: the GradScaler's found_inf does it)."""
+        torch_optimizer = self.optimizer.optimizer
+        if self.accelerator.scaler is None:
+            torch_optimizer.found_inf = (~ok).float()
+        try:
+            self.optimizer.step()
+        finally:
+            torch_optimizer.__dict__.pop("found_inf", None)
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        out.logs["grad_norm"] = grad_norm
-        return out
 
-    def _on_bad_step(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        self.state.nonfinite += 1
-        log.warning("non-finite step at %d (%d in a row)", self.state.step, self.state.nonfinite)
-        if self.state.nonfinite < self.config.max_nonfinite:
-            self.state.step += 1
-            return
+    # -- non-finite steps, read at sync points -------------------------------------------------
+    def _count(self, ok: Tensor) -> None:
+        bad = (~ok).long()
+        self._streak = (self._streak + 1) * bad
+        self._skipped = self._skipped + bad
+
+    def _check_nonfinite(self) -> bool:
+        """Read the device counters (a sync). Returns True if it rolled back to the last checkpoint."""
+        streak, skipped = torch.stack([self._streak, self._skipped]).tolist()
+        self._skipped.zero_()
+        self.state.nonfinite = streak
+        if skipped:
+            log.warning("%d non-finite step(s) skipped before step %d (%d in a row)", skipped, self.state.step, streak)
+        if streak < self.config.max_nonfinite:
+            return False
         found = self.checkpoints()
         if not found or self.state.rollbacks >= self.config.max_rollbacks:
-            raise TrainingDiverged(f"{self.state.nonfinite} non-finite steps in a row at step {self.state.step}"
+            raise TrainingDiverged(f"{streak} non-finite steps in a row at step {self.state.step}"
                                    f" after {self.state.rollbacks} rollbacks; no good checkpoint to return to")
         rollbacks = self.state.rollbacks + 1
         self.load(found[-1])
         self.state.rollbacks, self.state.nonfinite = rollbacks, 0
+        self._streak.zero_()
         log.warning("rolled back to %s", found[-1].name)
+        return True
 
     # -- the loop ------------------------------------------------------------------------------
-    def _past(self, deadline: float | None) -> bool:
-        """Whether any process has passed `deadline` (time.monotonic()): all stop at the same step."""
+    def _past(self, deadline: float | None, synced: bool) -> bool:
+        """Whether any process has passed `deadline` (time.monotonic()): all stop at the same step. One
+        process checks every step; several agree by a reduction at sync points only."""
         if deadline is None:
             return False
-        late = torch.tensor(float(time.monotonic() >= deadline), device=self.accelerator.device)
+        late = time.monotonic() >= deadline
+        if self.accelerator.num_processes == 1:
+            return late
+        if not synced:
+            return False
+        late = torch.tensor(float(late), device=self.accelerator.device)
         return bool(self.accelerator.reduce(late, "sum") > 0)
 
     def fit(self, stop_at: int | None = None, deadline: float | None = None) -> nn.Module:
@@ -224,32 +260,38 @@ class Trainer:
         end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
         bar = tqdm(total=cfg.steps, initial=self.state.step, disable=not acc.is_local_main_process,
                    dynamic_ncols=True)
-        tic = time.perf_counter()
+        self._streak.fill_(self.state.nonfinite)
+        unwrapped, tic, start = acc.unwrap_model(self.model), time.perf_counter(), self.state.step
         while self.state.step < end:
-            out = self.train_step(self.batch(self.state.step))
-            if out is None:
-                self._on_bad_step()
-                continue
-            self.state.nonfinite = 0
-            unwrapped = acc.unwrap_model(self.model)
+            out, ok = self.train_step(self.batch(self.state.step))
+            self._count(ok)
             if hasattr(unwrapped, "after_step"):
-                unwrapped.after_step(out)
+                unwrapped.after_step(out, ok)
             self.state.step += 1
             bar.update(1)
-            if self._past(deadline):
-                end = self.state.step
-            if self.state.step % cfg.log_every == 0 or self.state.step == end:
-                rate = cfg.batch_size * (self.state.step - bar.initial) / max(time.perf_counter() - tic, 1e-9)
-                self._log(out, rate)
-                bar.set_postfix(loss=f"{float(out.loss.detach()):.4g}", img_s=f"{rate:.1f}")
-            if self.state.step % cfg.save_every == 0 or self.state.step == end:
+            step = self.state.step
+            log_now, save_now = step % cfg.log_every == 0, step % cfg.save_every == 0
+            if self._past(deadline, log_now or save_now):
+                end = step
+            if not (log_now or save_now or step == end) or self._check_nonfinite():
+                continue
+            if log_now or step == end:
+                rate = cfg.batch_size * (step - start) / max(time.perf_counter() - tic, 1e-9)
+                row = self._log(out, rate)
+                bar.set_postfix(loss=f"{row['loss']:.4g}", img_s=f"{rate:.1f}")
+            if save_now or step == end:
                 self.save()
         bar.close()
-        return acc.unwrap_model(self.model)
+        return unwrapped
 
-    def _log(self, out, images_per_s: float) -> None:
-        row = {"step": self.state.step, "loss": float(out.loss.detach()), "lr": self.scheduler.get_last_lr()[0],
-               "images_per_s": images_per_s}
-        row.update({k: float(v) for k, v in out.logs.items()})
+    def _log(self, out: ModelOutput, images_per_s: float) -> dict:
+        """Append a row: loss and tensor logs averaged over processes (every rank calls this)."""
+        names = ["loss", *out.logs]
+        values = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=self.accelerator.device).detach()
+                              for v in [out.loss, *out.logs.values()]])  # [M]
+        values = self.accelerator.reduce(values, "mean").tolist()
+        row = {"step": self.state.step, "loss": values[0], "lr": self.scheduler.get_last_lr()[0],
+               "images_per_s": images_per_s, **dict(zip(names[1:], values[1:]))}
         if self.accelerator.is_main_process:
             self.log.append(row)
+        return row

@@ -152,7 +152,7 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
 
     def _weighted_sum(self, nll: Tensor, kl: Tensor) -> Tensor:
         """Scalar whose gradient w.r.t. one image's lambda is that image's loss gradient (for f_phi)."""
-        w = self.geco.weight if (self.geco is not None and self.geco.active) else 1.0
+        w = 1.0 if self.geco is None else self.geco.nll_weight()
         return (w * nll + kl).sum()
 
     # -- the two stages --------------------------------------------------------------------------
@@ -203,10 +203,11 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
         slots = its["lambda"][-1][..., : self.config.slot_dim]
         return ModelOutput(loss=loss, recon=recon, masks=masks, slots=slots, logs=logs)
 
-    def after_step(self, out: ModelOutput) -> None:
-        """GECO's Lagrange update from the last iteration's batch-mean NLL (App. F.2)."""
+    def after_step(self, out: ModelOutput, ok: Tensor | bool = True) -> None:
+        """GECO's Lagrange update from the last iteration's batch-mean NLL (App. F.2); none when the
+        loop skipped the step (`ok` false)."""
         if self.geco is not None:
-            self.geco.update(out.logs["nll"])
+            self.geco.update(out.logs["nll"], ok)
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0) -> Tensor:

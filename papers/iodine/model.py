@@ -23,7 +23,7 @@ from common.hub import HubModel
 from common.nn import SpatialBroadcastDecoder, linear_grid
 from common.nn.decoders import split_rgb_mask
 from common.output import ModelOutput
-from common.prob import DiagonalGaussian
+from common.prob import DiagonalGaussian, at_least_fp32
 
 
 @dataclass
@@ -130,7 +130,7 @@ class IODINE(HubModel, paper_url="https://arxiv.org/abs/1903.00450"):
 
     # -- the generative side ---------------------------------------------------------------------
     def posterior(self, lam: Tensor) -> DiagonalGaussian:
-        mu, log_sigma = lam.chunk(2, -1)
+        mu, log_sigma = at_least_fp32(lam).chunk(2, -1)  # the KL in fp32 under autocast too
         return DiagonalGaussian(mu, torch.exp(2 * log_sigma))
 
     def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
