@@ -9,6 +9,7 @@ require("train")  # before the imports that need it
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,7 +37,21 @@ def parse_args(argv):
 
 
 
+LAUNCH = ("several processes: `torchrun --nproc_per_node N -m common.train ...` (CPU or GPU) or "
+          "`accelerate launch --multi_gpu --num_processes N -m common.train ...` (GPUs)")
+
+
+def check_launch(env=os.environ) -> None:
+    """Refuse `accelerate launch --cpu --num_processes N`: without mpirun it starts one process only."""
+    launched_by_accelerate = "ACCELERATE_USE_CPU" in env and "MASTER_ADDR" in env
+    world = any(k in env for k in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"))
+    if launched_by_accelerate and env["ACCELERATE_USE_CPU"].lower() in ("1", "true") and not world:
+        raise ConfigError("accelerate launch --cpu --num_processes N starts a single process (it needs "
+                          f"--mpirun_hostfile for more); for {LAUNCH}")
+
+
 def run(args) -> Path:
+    check_launch()
     exp = load_experiment(args.config, args.profile, parse_overrides(args.overrides))
     config_path = args.out / "config.yaml"
     if config_path.is_file():

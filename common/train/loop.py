@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -107,13 +108,19 @@ def to_float_images(images: Tensor) -> Tensor:
 
 
 class Trainer:
-    """Runs `TrainConfig.steps` optimiser steps of `model` on `images` (uint8 [N,H,W,3])."""
+    """Runs `TrainConfig.steps` optimiser steps of `model` on `images` (uint8 [N,H,W,3]).
+
+    Build the model before the Trainer (every process the same initial weights); the Trainer then seeds
+    each process by (seed, rank), so ranks draw different noise for their share of the batch."""
 
     def __init__(self, model: nn.Module, images: Tensor, config: TrainConfig, out_dir: str | Path,
                  accelerator: Accelerator | None = None):
         self.config, self.out = config, Path(out_dir)
-        self.accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision)
+        # cpu=True where there is no accelerator: torchrun's processes then form a gloo group (MULTI_CPU)
+        self.accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision,
+                                                      cpu=not torch.accelerator.is_available())
         acc = self.accelerator
+        set_seed(config.seed, device_specific=True)  # seed + rank: each process draws its own noise
         data_device = acc.device if config.data_on_device else torch.device("cpu")
         self.images = images.to(data_device)  # uint8 [N,H,W,3]
         self.sampler = StepSampler(len(images), config.batch_size, config.seed, acc.process_index, acc.num_processes,
