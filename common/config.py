@@ -34,6 +34,12 @@ def deep_merge(base: dict, overlay: dict) -> dict:
 
 def _coerce(tp: Any, value: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
+            hint = " (YAML reads an unquoted no/off/yes/on as a boolean: quote it)" if isinstance(value, bool) else ""
+            raise ConfigError(f"config key '{path}' expects one of {', '.join(map(repr, choices))}, got {value!r}{hint}")
+        return value
     if dataclasses.is_dataclass(tp) and isinstance(value, dict):
         return from_dict(tp, value, path)
     if origin in (typing.Union, types.UnionType):
@@ -64,9 +70,30 @@ def from_dict(cls: type[T], data: dict, path: str = "") -> T:
             f"unknown config key '{where}{unknown[0]}' for {cls.__name__} "
             f"(known: {', '.join(sorted(fields))})"
         )
+    missing = sorted(k for k, f in fields.items() if k not in data and f.default is dataclasses.MISSING
+                     and f.default_factory is dataclasses.MISSING)
+    if missing:
+        where = f"{path}." if path else ""
+        raise ConfigError(f"config has no '{where}{missing[0]}' (required by {cls.__name__})")
     hints = typing.get_type_hints(cls)
     kwargs = {k: _coerce(hints[k], v, f"{path}.{k}" if path else k) for k, v in data.items()}
+    for k, v in kwargs.items():
+        _check_bounds(fields[k], v, f"{path}.{k}" if path else k)
     return cls(**kwargs)
+
+
+def at_least(low: float, strict: bool = False) -> dict:
+    """Field metadata: the value must be >= low (> low if strict); `from_dict` checks it."""
+    return {"min": low, "strict": strict}
+
+
+def _check_bounds(f: dataclasses.Field, value: Any, path: str) -> None:
+    low = f.metadata.get("min")
+    if low is None or value is None:
+        return
+    strict = f.metadata.get("strict", False)
+    if (value <= low) if strict else (value < low):
+        raise ConfigError(f"config key '{path}' must be {'>' if strict else '>='} {low:g}, got {value!r}")
 
 
 def to_dict(cfg: Any) -> dict:
@@ -122,13 +149,19 @@ def parse_overrides(pairs: list[str]) -> dict:
         *parents, leaf = key.split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = _scalar(value)
+        try:
+            node[leaf] = _scalar(value)
+        except ConfigError as err:
+            raise ConfigError(f"--set {key}: {err}") from None
     return out
 
 
 def _scalar(text: str):
     """YAML-typed value; `1e-3` is a float here (YAML 1.1 would read it as a string)."""
-    value = yaml.safe_load(text)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override value {text!r} is not valid YAML ({str(err).splitlines()[0]})") from None
     if isinstance(value, str):
         try:
             return float(value)

@@ -46,6 +46,24 @@ class HubModel(nn.Module, PyTorchModelHubMixin, library_name="ocrepro", license=
         return super()._decode_arg(expected_type, value)
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """A local folder, or a Hub id. A path that cannot be a Hub id, or whose parent is a local folder
+        (`runs/typo`), fails at once instead of asking the Hub; a malformed config.json is named."""
+        path = Path(pretrained_model_name_or_path)
+        if path.is_dir():
+            config = path / "config.json"
+            if config.is_file():
+                try:
+                    json.loads(config.read_text())
+                except json.JSONDecodeError as err:
+                    raise CheckpointError(f"{config}: not valid JSON ({err})") from err
+        elif path.is_absolute() or str(pretrained_model_name_or_path).startswith((".", "~")) \
+                or len(path.parts) != 2 or path.parent.is_dir():
+            raise CheckpointError(f"{pretrained_model_name_or_path}: no such local folder (a Hub id looks like "
+                                  f"user/name and must not shadow a local folder)")
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+    @classmethod
     def _from_pretrained(cls, *, model_id: str, map_location: str = "cpu", strict: bool = True, **kwargs):
         if not Path(model_id).is_dir():
             return super()._from_pretrained(model_id=model_id, map_location=map_location, strict=True, **kwargs)

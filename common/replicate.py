@@ -6,11 +6,14 @@ from common.requirements import require
 require("replicate")  # before the imports that need it
 
 import argparse
+import fcntl
 import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 
@@ -19,6 +22,49 @@ from common.train.loop import EXIT_BUDGET
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPERS = ("iodine", "emorl", "sri", "lom", "svq")
+
+
+LOCK, PARAMS = ROOT / ".replicate.lock", ROOT / "params.yaml"
+
+
+class Busy(RuntimeError):
+    """Another `make replicate` holds this workspace."""
+
+
+@contextmanager
+def workspace_lock():
+    """One `make replicate` per workspace: DVC experiments run in it share params.yaml and outputs."""
+    with open(LOCK, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise Busy(f"another make replicate is running in this workspace ({holder}); wait for it to finish "
+                       f"or run from a separate clone") from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+
+
+@contextmanager
+def params_restored_on_failure(path: Path):
+    """`dvc exp run -S` writes its settings into params.yaml; when the command fails (or is interrupted)
+    the file gets its bytes back, so the next plain `make replicate` does not inherit them."""
+    before = path.read_bytes()
+    outcome = SimpleNamespace(code=1)
+    try:
+        yield outcome
+    finally:
+        if outcome.code != 0 and path.read_bytes() != before:
+            tmp = path.with_suffix(".restore")
+            tmp.write_bytes(before)
+            tmp.replace(path)
+            print(f"{path.name} restored: the failed command's settings do not outlive it", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: papers/{args.paper} is not implemented yet: there is no {pipeline.relative_to(ROOT)} "
               f"to run. Nothing was trained or evaluated.", file=sys.stderr)
         return 2
-    settings = yaml.safe_load((ROOT / "params.yaml").read_text())[args.paper]
+    settings = yaml.safe_load(PARAMS.read_text())[args.paper]
     dataset = args.dataset or settings["dataset"]
     if dataset not in settings["datasets"]:
         print(f"error: papers/{args.paper} has no dataset '{dataset}' (choose from {', '.join(settings['datasets'])})",
@@ -58,7 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_minutes is not None:
         env[BUDGET_ENV] = str(args.max_minutes)
     start = time.time()
-    code = subprocess.call(cmd, cwd=ROOT, env=env)  # stages call `python`/`dvc` from this venv
+    try:
+        with workspace_lock(), params_restored_on_failure(PARAMS) as outcome:
+            outcome.code = subprocess.call(cmd, cwd=ROOT, env=env)  # stages call `python`/`dvc` from this venv
+    except Busy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    code = outcome.code
     runs = output_root() / "runs" / args.paper
     stopped = [r for r in [*runs.glob("*/seed*"), *runs.glob("*/seed*/T*")]  # runs, and IODINE's sweep runs
                if unfinished(r) and (r / "checkpoints").stat().st_mtime >= start]

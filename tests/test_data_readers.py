@@ -134,6 +134,24 @@ def test_clevr_crops_and_resize(tmp_path, crop, rows, cols):
     assert got["factor.x"][1, 0] == 2.0  # entity 1 of record 1: arange(11) + 1
 
 
+def test_splits_that_get_no_records_or_too_few_are_errors(tmp_path):
+    _, records = _tetromino_records(4)
+    write_records(tmp_path / "tet.tfrecords", records)
+    with pytest.raises(DatasetError, match="split 'test' is empty \\(no records are left for it; the file has 4"):
+        convert("tetrominoes", tmp_path / "tet.tfrecords", tmp_path / "a", splits="train=4,test=rest")
+    with pytest.raises(DatasetError, match="split train=6 needs records up to 6, the file has 4"):
+        convert("tetrominoes", tmp_path / "tet.tfrecords", tmp_path / "b", splits="train=6")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_crop_larger_than_the_images_is_an_error(tmp_path):
+    _, records = _tetromino_records(2)
+    write_records(tmp_path / "tet.tfrecords", records)
+    with pytest.raises(DatasetError, match="--crop iodine takes rows 29:221 and columns 64:256, but these images are 35x35"):
+        convert("tetrominoes", tmp_path / "tet.tfrecords", tmp_path / "c", crop="iodine")
+    assert not (tmp_path / "c").exists()
+
+
 def test_parse_splits():
     assert parse_splits("train=70000,test=rest") == [("train", 70000), ("test", None)]
     with pytest.raises(ValueError, match="only the last"):

@@ -38,3 +38,40 @@ def test_every_listed_dataset_has_a_config_and_evaluation_only_ones_name_their_r
         for dataset in settings["datasets"]:
             exp = load_experiment(ROOT / "papers" / paper / "configs" / f"{dataset}.yaml", "smoke")
             assert exp.eval.get("run_of") == only.get(dataset), (paper, dataset)
+
+
+def test_a_failed_replicate_leaves_params_yaml_as_it_was(tmp_path, monkeypatch):
+    """dvc exp run -S writes into params.yaml; a failing run must not leave its settings behind."""
+    import common.replicate as replicate
+    params = tmp_path / "params.yaml"
+    params.write_bytes((ROOT / "params.yaml").read_bytes())
+    before = params.read_bytes()
+    monkeypatch.setattr(replicate, "PARAMS", params)
+    monkeypatch.setattr(replicate, "LOCK", tmp_path / ".replicate.lock")
+
+    def failing_dvc(cmd, **kw):
+        params.write_text(params.read_text().replace("profile: smoke", "profile: short"))
+        return 1
+    monkeypatch.setattr(replicate.subprocess, "call", failing_dvc)
+    assert replicate.main(["--paper", "emorl", "--profile", "short"]) == 1
+    assert params.read_bytes() == before
+
+    def succeeding_dvc(cmd, **kw):  # a successful experiment keeps its settings, as DVC does
+        params.write_text(params.read_text().replace("profile: smoke", "profile: short"))
+        return 0
+    monkeypatch.setattr(replicate.subprocess, "call", succeeding_dvc)
+    assert replicate.main(["--paper", "emorl", "--profile", "short"]) == 0
+    assert params.read_bytes() != before
+
+
+def test_a_second_replicate_in_the_same_workspace_is_refused(tmp_path, monkeypatch):
+    import common.replicate as replicate
+    monkeypatch.setattr(replicate, "LOCK", tmp_path / ".replicate.lock")
+    with replicate.workspace_lock():
+        holder = subprocess.run(
+            [sys.executable, "-c", "import common.replicate as r, sys; r.LOCK = __import__('pathlib').Path(sys.argv[1]);"
+             "r.subprocess.call = lambda *a, **k: 0; sys.exit(r.main(['--paper', 'emorl']))", str(tmp_path / ".replicate.lock")],
+            cwd=ROOT, capture_output=True, text=True)
+        assert holder.returncode == 2 and "another make replicate is running in this workspace (pid" in holder.stderr
+    with replicate.workspace_lock():  # released: the next one runs
+        pass

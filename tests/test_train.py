@@ -171,9 +171,11 @@ def test_a_training_step_reads_nothing_back_from_the_device(tmp_path, geco):
 
 def test_repeated_nonfinite_steps_roll_back_to_last_checkpoint(tmp_path):
     model = _tiny_model(bad_steps=(5, 6, 7), bad=1)
-    trainer = _trainer(tmp_path, model, max_nonfinite=3)
+    trainer = _trainer(tmp_path, model, max_nonfinite=3, save_every=4)
     trainer.fit()
     assert trainer.state.step == 8 and trainer.state.rollbacks == 1
+    steps = [int(r["step"]) for r in trainer.log.rows()]
+    assert steps == list(range(1, 9))  # the rows after the checkpoint were dropped and written again, once
 
 
 def test_divergence_without_cure_raises(tmp_path):

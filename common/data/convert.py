@@ -146,6 +146,9 @@ def crop_resize(batch: dict[str, np.ndarray], crop: str | None, size: int | None
     image, mask = batch["image"], batch["mask"]
     if CROPS.get(crop):
         r0, r1, c0, c1 = CROPS[crop]
+        if image.shape[1] < r1 or image.shape[2] < c1:
+            raise DatasetError(f"--crop {crop} takes rows {r0}:{r1} and columns {c0}:{c1}, but these images are "
+                               f"{image.shape[1]}x{image.shape[2]}; use --crop none (and --size) for them")
         image, mask = image[:, r0:r1, c0:c1], mask[:, r0:r1, c0:c1]
     if size is not None:
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(0, 3, 1, 2).float()
@@ -182,9 +185,11 @@ def _tfrecord_splits(source, path, splits, crop, size, max_objects, count, min_o
             parts[name].append(crop_resize(_batch(pending[name], nb), crop, size, nb))
             pending[name] = []
 
+    read = 0
     for i, record in enumerate(read_records(path)):
         if i >= ends[-1]:
             break
+        read = i + 1
         name = plan[int(np.searchsorted(ends, i, side="right"))][0]
         scene = decode(source, parse_example(record), f"{path}: record {i}")
         enough = min_objects is None or scene["file_visibility"][nb:].sum() >= min_objects
@@ -194,7 +199,19 @@ def _tfrecord_splits(source, path, splits, crop, size, max_objects, count, min_o
             flush(name)
     for name in parts:
         flush(name)
-    return {name: concat(batches) for name, batches in parts.items() if batches}
+    _check_splits(path, plan, ends, read, parts)
+    return {name: concat(batches) for name, batches in parts.items()}
+
+
+def _check_splits(path, plan, ends, read: int, parts: dict) -> None:
+    """Every split of the plan gets all the records it asked for, and at least one scene."""
+    starts = [0, *ends[:-1]]
+    for (name, n), start, end in zip(plan, starts, ends):
+        if n is not None and read < end:
+            raise DatasetError(f"{path}: split {name}={n} needs records up to {int(end)}, the file has {read}")
+        if not parts[name]:
+            why = "no records are left for it" if read <= start else "none of its records passed the object filters"
+            raise DatasetError(f"{path}: split '{name}' is empty ({why}; the file has {read} records)")
 
 
 def _meta(source: str, name: str, batch: dict, params: dict) -> SceneMeta:

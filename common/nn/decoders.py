@@ -32,6 +32,10 @@ class SpatialBroadcastDecoder(nn.Module):
                  strides: Sequence[int] | None = None, position: str = "add", act: str = "relu"):
         super().__init__()
         strides = strides or [1] * len(channels)
+        lengths = {"channels": len(channels), "kernels": len(kernels), "paddings": len(paddings), "strides": len(strides)}
+        if len(set(lengths.values())) > 1:
+            raise ValueError("decoder layer lists differ in length: "
+                             + ", ".join(f"{k} {n}" for k, n in lengths.items()) + " (one entry per layer)")
         self.broadcast = tuple(broadcast)
         self.position = PositionEmbed(latent_dim, *self.broadcast, mode=position)
         layers: list[nn.Module] = []

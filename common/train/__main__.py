@@ -8,12 +8,16 @@ from common.requirements import require
 require("train")  # before the imports that need it
 
 import argparse
+import hashlib
+import json
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 from accelerate.utils import set_seed
 
@@ -50,22 +54,55 @@ def check_launch(env=os.environ) -> None:
                           f"--mpirun_hostfile for more); for {LAUNCH}")
 
 
+def started(run_dir: Path) -> bool:
+    """Whether run_dir holds a run that got somewhere: a checkpoint or a saved model. A folder with only
+    a config.yaml (a run that failed before its first checkpoint) is started afresh."""
+    return any((run_dir / "checkpoints").glob("step_*")) or (run_dir / "model").is_dir()
+
+
+def data_digest(images) -> str:
+    """SHA-256 of the uint8 training images [N,H,W,3] as the run sees them."""
+    return hashlib.sha256(np.ascontiguousarray(images.numpy())).hexdigest()
+
+
+def check_data(exp, model, images, run_dir: Path, resuming: bool) -> str:
+    """Images match the model's resolution; a resumed run trains on the very data it started on."""
+    h, w = images.shape[1:3]
+    resolution = getattr(getattr(model, "config", None), "resolution", None)
+    if resolution is not None and tuple(resolution) != (h, w):
+        raise ConfigError(f"model_config.resolution {tuple(resolution)} does not match the training images, "
+                          f"which are {h}x{w} ({exp.data.path or exp.data.name})")
+    digest, record = data_digest(images), run_dir / "data.json"
+    if resuming and record.is_file():
+        before = json.loads(record.read_text())["sha256"]
+        if before != digest:
+            raise ConfigError(f"refusing to resume: the training data changed since this run started (sha256 "
+                              f"{before[:12]}... now {digest[:12]}...; {exp.data.path or exp.data.name})")
+    return digest
+
+
 def run(args) -> Path:
     check_launch()
     exp = load_experiment(args.config, args.profile, parse_overrides(args.overrides))
-    config_path = args.out / "config.yaml"
-    if config_path.is_file():
+    config_path, resuming = args.out / "config.yaml", started(args.out)
+    if resuming:
         if not args.resume:
             raise ConfigError(f"{args.out} already holds a run; pass --resume or choose another --out")
         check_resumable(yaml.safe_load(config_path.read_text()), to_dict(exp))
     deadline = None if args.max_minutes is None else time.monotonic() + 60 * args.max_minutes
-    set_seed(exp.train.seed)
+    set_seed(exp.train.seed)  # every process builds the same initial weights
     model = build_model(exp)
-    trainer = Trainer(model, load_train_images(exp.data), exp.train, args.out)
+    images = load_train_images(exp.data)
+    digest = check_data(exp, model, images, args.out, resuming)
+    if not resuming:
+        shutil.rmtree(args.out / "logs", ignore_errors=True)  # rows of a run that never checkpointed
+    trainer = Trainer(model, images, exp.train, args.out)
+    if resuming and trainer.resume() and trainer.state.step > exp.train.steps:
+        raise ConfigError(f"refusing to resume with train.steps={exp.train.steps}: {args.out} has already "
+                          f"trained {trainer.state.step} steps")
     if trainer.accelerator.is_main_process:
         write_config(exp, config_path)
-    if args.resume:
-        trainer.resume()
+        (args.out / "data.json").write_text(json.dumps({"sha256": digest, "shape": list(images.shape)}, indent=1))
     model = trainer.fit(stop_at=args.stop_at, deadline=deadline)
     step = trainer.state.step
     if step >= exp.train.steps and trainer.accelerator.is_main_process:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import yaml
 
-from common.config import ConfigError, deep_merge, flatten, from_dict, load_yaml, resolve_profile, to_dict
+from common.config import ConfigError, at_least, deep_merge, flatten, from_dict, load_yaml, resolve_profile, to_dict
 from common.data import SceneMeta, generate_split, load_meta, load_split
 from common.train.loop import TrainConfig
 
@@ -23,9 +23,9 @@ class DataConfig:
 
     name: str = "toy_shapes"
     params: dict = field(default_factory=dict)
-    seed: int = 0
-    n_train: int = 512
-    n_eval: int = 320  # held-out scenes evaluated (EMORL, GENESIS-v2, SRI: 320)
+    seed: int = field(default=0, metadata=at_least(0))
+    n_train: int = field(default=512, metadata=at_least(0))
+    n_eval: int = field(default=320, metadata=at_least(0))  # held-out scenes evaluated (EMORL, GENESIS-v2, SRI: 320)
     path: str | None = None
     train_split: str = "train"
     eval_split: str = "test"
@@ -57,8 +57,13 @@ def model_class(spec: str):
 
 
 def build_model(exp: ExperimentConfig):
+    """The model of `exp`; a config the model rejects (ValueError) is a ConfigError naming model_config."""
     cls = model_class(exp.model)
-    return cls(from_dict(cls.config_class, exp.model_config, "model_config"))
+    config = from_dict(cls.config_class, exp.model_config, "model_config")
+    try:
+        return cls(config)
+    except ValueError as err:
+        raise ConfigError(f"model_config for {cls.__name__}: {err}") from err
 
 
 def load_scenes(data: DataConfig, split: str, n: int | None = None) -> tuple[SceneMeta, dict[str, torch.Tensor]]:

@@ -12,12 +12,15 @@ its sync points (logging, saving, the end); `max_nonfinite` in a row roll back t
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from accelerate import Accelerator
@@ -25,6 +28,7 @@ from accelerate.utils import set_seed
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from common.config import at_least
 from common.hub import CheckpointError
 from common.output import ModelOutput
 from common.train.logs import TSVLog
@@ -46,24 +50,51 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class TrainConfig:
-    steps: int = 1000
-    batch_size: int = 32  # global, split over processes
-    lr: float = 4e-4
+    steps: int = field(default=1000, metadata=at_least(1))
+    batch_size: int = field(default=32, metadata=at_least(1))  # global, split over processes
+    lr: float = field(default=4e-4, metadata=at_least(0, strict=True))
     betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 0
-    decay_rate: float = 1.0
-    decay_steps: int = 100_000
+    warmup_steps: int = field(default=0, metadata=at_least(0))
+    decay_rate: float = field(default=1.0, metadata=at_least(0, strict=True))
+    decay_steps: int = field(default=100_000, metadata=at_least(1))
     decay_after_warmup: bool = True
-    clip: str = "norm"  # "norm" (global L2), "value" (max-abs), "none"
-    clip_value: float = 5.0
-    mixed_precision: str = "no"  # "no" | "fp16" | "bf16"
-    seed: int = 0
-    save_every: int = 1000
-    keep_last: int = 3
-    log_every: int = 10
-    max_nonfinite: int = 3
-    max_rollbacks: int = 3
+    clip: Literal["norm", "value", "none"] = "norm"  # global L2 norm, max-abs value, or none
+    clip_value: float = field(default=5.0, metadata=at_least(0, strict=True))
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    seed: int = field(default=0, metadata=at_least(0))
+    save_every: int = field(default=1000, metadata=at_least(1))
+    keep_last: int = field(default=3, metadata=at_least(1))
+    log_every: int = field(default=10, metadata=at_least(1))
+    max_nonfinite: int = field(default=3, metadata=at_least(1))
+    max_rollbacks: int = field(default=3, metadata=at_least(0))
     data_on_device: bool = True  # copy the uint8 training images to the accelerator once
+
+
+CHECKSUMS = "checksums.json"  # SHA-256 of every file of a checkpoint, written last
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
+            if p.is_file() and p.name != CHECKSUMS}
+
+
+def verify_checkpoint(path: Path, rank: int = 0) -> None:
+    """CheckpointError unless every file matches checksums.json and the rank's RNG state is there."""
+    listed = path / CHECKSUMS
+    if not listed.is_file():
+        raise CheckpointError(f"{path}: no {CHECKSUMS}; the checkpoint is incomplete or was not written by this loop")
+    try:
+        expected = json.loads(listed.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{listed}: unreadable ({err})") from err
+    actual = _checksums(path)
+    changed = sorted(name for name in expected if actual.get(name) != expected[name])
+    if changed:
+        raise CheckpointError(f"{path}: {', '.join(changed)} changed or missing since it was saved (SHA-256 "
+                              f"mismatch); resume from an earlier checkpoint or delete this one")
+    if f"random_states_{rank}.pkl" not in expected:
+        raise CheckpointError(f"{path}: no RNG state for process {rank} (random_states_{rank}.pkl); resuming "
+                              f"would not reproduce the uninterrupted run")
 
 
 class TrainState:
@@ -159,6 +190,7 @@ class Trainer:
         acc.save_state(str(tmp), safe_serialization=True)
         acc.wait_for_everyone()
         if acc.is_main_process:
+            (tmp / CHECKSUMS).write_text(json.dumps(_checksums(tmp), indent=1, sort_keys=True))
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
             for old in self.checkpoints()[:-self.config.keep_last]:
@@ -167,6 +199,9 @@ class Trainer:
         return final
 
     def load(self, path: Path) -> None:
+        """Restore a checkpoint after checking its files against their SHA-256 and that it holds this
+        process's RNG state (without it, resuming would not be bit-exact)."""
+        verify_checkpoint(path, self.accelerator.process_index)
         try:
             self.accelerator.load_state(str(path))
         except Exception as err:
@@ -176,6 +211,8 @@ class Trainer:
         """Load the newest checkpoint if any; drop log rows written after it."""
         found = self.checkpoints()
         if not found:
+            if self.accelerator.is_main_process:
+                self.log.truncate_after(0)  # rows of an attempt that never checkpointed
             return False
         self.load(found[-1])
         if self.accelerator.is_main_process:
@@ -243,6 +280,8 @@ class Trainer:
         self.load(found[-1])
         self.state.rollbacks, self.state.nonfinite = rollbacks, 0
         self._streak.zero_()
+        if self.accelerator.is_main_process:
+            self.log.truncate_after(self.state.step)  # the steps after it are trained again
         log.warning("rolled back to %s", found[-1].name)
         return True
 
