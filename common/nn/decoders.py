@@ -24,12 +24,14 @@ class SpatialBroadcastDecoder(nn.Module):
     CLEVR: 8x8 then stride-2 transposed convs). `position="add"` projects the four ramps and adds them
     (Slot Attention, EMORL); `"concat"` appends linear coordinates (IODINE). The layer lists include
     the output layer (`channels[-1]` = 4: RGB + mask logit), which has no activation. A layer with
-    stride > 1 is a transposed conv that doubles the size. The output size is checked at build time.
+    stride > 1 is a transposed conv that doubles the size. `groups` puts a GroupNorm with that many
+    groups after every hidden layer (GENESIS-v2). The output size is checked at build time.
     """
 
     def __init__(self, latent_dim: int, output_size: tuple[int, int], broadcast: tuple[int, int],
                  channels: Sequence[int], kernels: Sequence[int], paddings: Sequence[int],
-                 strides: Sequence[int] | None = None, position: str = "add", act: str = "relu"):
+                 strides: Sequence[int] | None = None, position: str = "add", act: str = "relu",
+                 groups: int | None = None):
         super().__init__()
         strides = strides or [1] * len(channels)
         lengths = {"channels": len(channels), "kernels": len(kernels), "paddings": len(paddings), "strides": len(strides)}
@@ -46,6 +48,7 @@ class SpatialBroadcastDecoder(nn.Module):
             else:
                 layers.append(nn.ConvTranspose2d(c_in, c, k, stride=s, padding=k // 2, output_padding=s - 1))
             if i < len(channels) - 1:
+                layers += [nn.GroupNorm(groups, c)] if groups else []
                 layers.append(activation(act))
             size = [_out_size(n, k, s, p) for n in size]
             c_in = c

@@ -13,9 +13,11 @@ from torch import Tensor
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
-def gaussian_log_density(x: Tensor, mean: Tensor, sigma: float, normalised: bool) -> Tensor:
-    """Elementwise log N(x; mean, sigma^2), optionally without the 1/2 log 2pi constant."""
-    log_p = -0.5 * ((x - mean) / sigma) ** 2 - math.log(sigma)
+def gaussian_log_density(x: Tensor, mean: Tensor, sigma: float | Tensor, normalised: bool) -> Tensor:
+    """Elementwise log N(x; mean, sigma^2) (sigma a number or a broadcastable tensor), optionally without
+    the 1/2 log 2pi constant."""
+    log_sigma = sigma.log() if isinstance(sigma, Tensor) else math.log(sigma)
+    log_p = -0.5 * ((x - mean) / sigma) ** 2 - log_sigma
     return log_p - HALF_LOG_2PI if normalised else log_p
 
 

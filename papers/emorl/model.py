@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from common.hub import HubModel
+from common.models.segregation import Segregation
 from common.nn import SpatialBroadcastDecoder
 from common.nn.decoders import split_rgb_mask
 from common.output import ModelOutput
@@ -172,7 +173,7 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
         kl0, refine_prior = self.hierarchical_kl(posteriors, samples)
         rgb, log_m = self.decode(samples[-1])
         its = {"nll": [self.nll(images, rgb, log_m)], "kl": [kl0], "log_masks": [log_m], "rgb": [rgb], "lambda": [lam],
-               "kl_refinement": [posteriors[-1].kl(refine_prior).sum((1, 2))]}
+               "kl_refinement": [posteriors[-1].kl(refine_prior).sum((1, 2))], "z": [samples[-1]]}
         h = None
         for _ in range(steps):
             grad, = torch.autograd.grad(self._weighted_sum(its["nll"][-1], its["kl"][-1]), lam,
@@ -180,7 +181,8 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
             delta, h = self.refine(lam, grad.detach(), h)
             lam = lam + delta
             q = DiagonalGaussian.from_params(*lam.chunk(2, -1))
-            rgb, log_m = self.decode(q.rsample())
+            its["z"].append(q.rsample())
+            rgb, log_m = self.decode(its["z"][-1])
             its["nll"].append(self.nll(images, rgb, log_m))
             its["kl"].append(q.kl(refine_prior).sum((1, 2)))
             its["kl_refinement"].append(its["kl"][-1])
@@ -188,8 +190,22 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
         its.update(posteriors=posteriors, attention=attns, samples=samples)
         return its
 
+    @property
+    def num_slots(self) -> int:
+        return self.config.num_slots
+
+    @property
+    def slot_dim(self) -> int:
+        return self.config.slot_dim
+
     def forward(self, images: Tensor, step: int | None = None, steps: int | None = None,
                 z0: Tensor | None = None) -> ModelOutput:
+        return self.segregate(images, step, steps, z0).output
+
+    def segregate(self, images: Tensor, step: int | None = None, steps: int | None = None,
+                  z0: Tensor | None = None) -> Segregation:
+        """The segregation interface (common.models.segregation) that SRI-EMORL and LOM-EMORL use: the
+        final refined posterior q(z^{L,I} | x), the sample decoded from it, and EMORL's own loss (Eq. 8)."""
         steps = self.refinement_steps(step) if steps is None else steps
         its = self.infer(images, steps, z0)
         weights = self.iteration_weights(steps)
@@ -200,8 +216,9 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
         logs = {"nll": nll, "kl": kl, "refinement_steps": float(steps)}
         if self.geco is not None:
             logs.update(geco_weight=self.geco.weight.detach(), geco_c_ema=self.geco.c_ema.detach())
-        slots = its["lambda"][-1][..., : self.config.slot_dim]
-        return ModelOutput(loss=loss, recon=recon, masks=masks, slots=slots, logs=logs)
+        q = DiagonalGaussian.from_params(*its["lambda"][-1].chunk(2, -1))
+        out = ModelOutput(loss=loss, recon=recon, masks=masks, slots=q.mean, logs=logs)
+        return Segregation(q.mean, q.std, its["z"][-1], out)
 
     def after_step(self, out: ModelOutput, ok: Tensor | bool = True) -> None:
         """GECO's Lagrange update from the last iteration's batch-mean NLL (App. F.2); none when the
