@@ -11,7 +11,8 @@ from common.train.experiment import build_model, load_experiment
 from common.train.loop import to_float_images
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(ROOT.glob("papers/*/configs/*.yaml")) + [ROOT / "common/models/slot_attention_toy.yaml"]
+CONFIGS = sorted(ROOT.glob("papers/*/configs/*.yaml")) + sorted(ROOT.glob("common/models/configs/*/*.yaml")) + \
+    [ROOT / "common/models/slot_attention_toy.yaml"]
 
 
 def _as_config_value(v):
