@@ -209,3 +209,11 @@ def test_paper_steps_lists_training_configs_and_measures_one(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: nowhere:Nothing\nprofiles: {smoke: {}}\n")
     assert "cannot be imported" in paper_steps.measure_in_subprocess(bad, "smoke")["error"]
+
+
+def test_genesis_step_labels_its_ratio_as_against_the_recorded_anchor(capsys):
+    from benchmarks import genesis_step
+    genesis_step.main(batch_size=2, repeats=1, warmup=0)
+    out = capsys.readouterr().out
+    assert "| 2,729,422 |" in out or "2,729,422" in out  # the official 2.73 M parameters
+    assert "ours / recorded anchor:" in out and "not a side-by-side ratio" in out
