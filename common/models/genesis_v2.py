@@ -192,9 +192,9 @@ class GenesisV2(HubModel, paper_url="https://arxiv.org/abs/2104.09958"):
         """images [B,3,H,W] in [0,1] -> IC-SBP log masks [B,K,1,H,W] and the slot posterior mean, std [B,K,F]."""
         features = self.encoder(images)  # [B,c,H,W]
         log_m = self.icsbp(self.seg_head(features), generator)  # [B,K,1,H,W]
-        feats = self.feat_head(features).unsqueeze(1)  # [B,1,2F,H,W]
-        m = log_m.exp()  # not detached: the masks learn through this pooling (checked 4.1)
-        pooled = (m * feats).sum((3, 4)) / (m.sum((3, 4)) + 1e-5)  # [B,K,2F]
+        feats = self.feat_head(features).flatten(2)  # [B,2F,HW]
+        m = log_m.exp().flatten(2)  # [B,K,HW]; not detached: the masks learn through this pooling (checked 4.1)
+        pooled = (m @ feats.transpose(1, 2)) / (m.sum(2, keepdim=True) + 1e-5)  # [B,K,2F]: sum(m f) / (sum m + eps)
         mean, s = self.z_head(pooled).chunk(2, -1)  # [B,K,F] each
         return {"log_masks_enc": log_m, "mean": mean, "std": F.softplus(s + 0.5) + 1e-8}
 
