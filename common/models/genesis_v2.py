@@ -21,7 +21,7 @@ from common.models.segregation import Segregation
 from common.nn import SpatialBroadcastDecoder, linear_grid, split_rgb_mask
 from common.output import ModelOutput
 from common.prob import GECOMultiplicativeKL, gaussian_nll, masked_mean_image, mixture_nll
-from common.prob.likelihood import gaussian_log_density
+from common.prob.likelihood import HALF_LOG_2PI, gaussian_log_density
 
 
 @dataclass
@@ -246,6 +246,18 @@ class GenesisV2(HubModel, paper_url="https://arxiv.org/abs/2104.09958"):
             logs["geco_beta"] = self.geco.beta.detach()
         out = ModelOutput(loss=loss, recon=(masks * rgb).sum(1), masks=masks, slots=post["mean"], logs=logs)
         return Segregation(post["mean"], post["std"], z, out)
+
+    @torch.no_grad()
+    def negative_elbo(self, images: Tensor) -> Tensor:
+        """Single-sample negative ELBO per image [B] in nats under the normalised likelihood on [0,1]
+        pixels (SRI Tables 3-4's bits/dim convention), whichever normalisation training used."""
+        post = self.encode(images)
+        z = post["mean"] + post["std"] * torch.randn_like(post["std"])
+        rgb, log_m = self.decode(z)
+        nll = self.nll(images, rgb, log_m)
+        if not self.config.normalised:
+            nll = nll + HALF_LOG_2PI * images[0].numel()
+        return nll + self.kl(z.float(), post["mean"].float(), post["std"].float())
 
     def after_step(self, out: ModelOutput, ok: Tensor | bool = True) -> None:
         """GECO's multiplicative beta update from the batch-mean error; none on a skipped step."""

@@ -1,0 +1,113 @@
+"""The generative evaluation SRI, LOM and SVQ share: FID, KID and an extrapolated FID from one set of
+Inception features, and the negative ELBO in bits per dimension.
+
+Protocol (GENESIS-v2 / SRI, implementation-checked.md §4.3 and §5.2; `../shared/reference/generative.md`):
+N real test scenes against N samples (the papers: N = 10,000), real and generated images through the same
+preprocessing (uint8, bilinear resize to 299, the TF-ported Inception's pool3). Samples are quantised to
+uint8 by rounding (`quantisation="round"`); the official scripts truncate (`uint8(255 x)`), available as
+`"truncate"`. Every result records N, the temperature, the quantisation and the network it used.
+
+FID is biased upwards at small N, which our short profiles must use: KID (Bińkowski et al. 2018, the
+unbiased MMD^2 with the cubic polynomial kernel, mean and std over subsets) is reported beside it, and
+FID at infinite N (Chong & Forsyth 2020: FID at several N, fitted linearly against 1/N) where N allows.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from common.metrics.fid import FIDUnavailable, frechet_distance, resolve_backend
+
+QUANTISATIONS = ("round", "truncate")
+
+
+def quantise(images: Tensor, mode: str = "round") -> Tensor:
+    """float [N,3,H,W] in [0,1] -> uint8: round(255 x) (ours), or the official scripts' uint8(255 x)."""
+    if mode not in QUANTISATIONS:
+        raise ValueError(f"quantisation must be one of {QUANTISATIONS}, got {mode!r}")
+    x = images.float().clamp(0, 1) * 255
+    return (x.round() if mode == "round" else x.floor()).to(torch.uint8)
+
+
+def kid(real: np.ndarray, fake: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> dict:
+    """Unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3 over `subsets` random subsets (without replacement
+    within a subset) of min(subset_size, N) features from each set: mean and std."""
+    m = min(subset_size, len(real), len(fake))
+    if m < 2:
+        raise ValueError(f"KID needs at least 2 samples per set, got {len(real)} and {len(fake)}")
+    rng, d = np.random.default_rng(seed), real.shape[1]
+    values = []
+    for _ in range(subsets):
+        x = real[rng.choice(len(real), m, replace=False)]
+        y = fake[rng.choice(len(fake), m, replace=False)]
+        k_xx, k_yy, k_xy = ((a @ b.T / d + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+        within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
+        values.append(within - 2 * k_xy.mean())
+    return {"kid": float(np.mean(values)), "kid_std": float(np.std(values)), "kid_subsets": subsets,
+            "kid_subset_size": m}
+
+
+def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return features.mean(0), np.cov(features, rowvar=False)
+
+
+def fid_infinity(real: np.ndarray, fake: np.ndarray, points: int = 8, min_n: int = 500, seed: int = 0) -> dict:
+    """FID at N = linspace(N/4... N) generated features (real statistics from all of `real`), fitted as
+    FID_N = FID_inf + b / N; None when fewer than `min_n` generated samples are available."""
+    n = len(fake)
+    if n < min_n:
+        return {"fid_inf": None, "fid_inf_status": f"not computed: {n} samples < {min_n}"}
+    real_stats, rng = gaussian_stats(real), np.random.default_rng(seed)
+    ns = np.linspace(n // 4, n, points).astype(int)
+    fids = [frechet_distance(*real_stats, *gaussian_stats(fake[rng.choice(n, k, replace=False)])) for k in ns]
+    slope, intercept = np.polyfit(1.0 / ns, fids, 1)
+    return {"fid_inf": float(intercept), "fid_inf_points": [[int(k), float(f)] for k, f in zip(ns, fids)]}
+
+
+def _cache_path(cache_dir: Path, key: str) -> Path:
+    return cache_dir / f"inception-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
+
+
+def real_features(images: Tensor, key: str, backend, cache_dir: Path | None = None, batch_size: int = 50) -> np.ndarray:
+    """Inception features of the real test images, cached per (key, network) in `cache_dir` as float32."""
+    path = None if cache_dir is None else _cache_path(Path(cache_dir), f"{key}|{len(images)}|{backend.sha1}")
+    if path is not None and path.is_file():
+        return np.load(path).astype(np.float64)
+    feats = backend.features(images, batch_size)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, feats.astype(np.float32))
+        tmp.replace(path)
+    return feats
+
+
+def evaluate_samples(real: Tensor, sample: Callable[[int], Tensor], n: int, *, key: str, temperature: float,
+                     quantisation: str = "round", batch_size: int = 100, weights=None,
+                     cache_dir: Path | None = None, kid_subsets: int = 100) -> dict:
+    """FID, KID and FID_inf of n samples (`sample(b)` -> float [b,3,H,W] in [0,1]) against the first n
+    real test images (uint8 [N,3,H,W]); {"fid": None, "status": ...} without Inception weights."""
+    if len(real) < n:
+        raise ValueError(f"FID with N = {n} needs {n} real test images, got {len(real)}")
+    try:
+        backend = resolve_backend(weights)
+    except FIDUnavailable as err:
+        return {"fid": None, "status": f"unavailable: {err}", "n": n, "temperature": temperature}
+    fake = torch.cat([quantise(sample(min(batch_size, n - i)).cpu(), quantisation) for i in range(0, n, batch_size)])
+    f_real = real_features(real[:n], key, backend, cache_dir)
+    f_fake = backend.features(fake)
+    return {"fid": frechet_distance(*gaussian_stats(f_real), *gaussian_stats(f_fake)),
+            **kid(f_real, f_fake, subsets=kid_subsets), **fid_infinity(f_real, f_fake),
+            "n": n, "temperature": temperature, "quantisation": quantisation, "resize": "bilinear-299",
+            "backend": backend.source, "weights_sha1": backend.sha1, "weights_precision": backend.precision}
+
+
+def bits_per_dim(negative_elbo: Tensor, dims: int) -> float:
+    """Mean negative ELBO (nats per image [B], continuous likelihood on [0,1] pixels) in bits per dimension."""
+    return float(negative_elbo.double().mean() / (dims * math.log(2)))

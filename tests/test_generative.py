@@ -1,0 +1,99 @@
+"""The shared generative evaluation: quantisation, KID, FID_inf, the real-feature cache, bits per dim."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from common.metrics import generative
+from common.metrics.fid import frechet_distance
+from common.metrics.generative import bits_per_dim, evaluate_samples, fid_infinity, kid, quantise
+
+
+def test_quantise_rounds_and_the_official_truncation_floors():
+    x = torch.tensor([0.0, 0.6 / 255, 1.4 / 255, 254.7 / 255, 1.0, 1.2]).view(1, 1, 1, 6)
+    assert quantise(x, "round").flatten().tolist() == [0, 1, 1, 255, 255, 255]
+    assert quantise(x, "truncate").flatten().tolist() == [0, 0, 1, 254, 255, 255]
+    with pytest.raises(ValueError, match="quantisation"):
+        quantise(x, "nearest")
+
+
+def test_kid_against_a_hand_computation():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(4, 3)), rng.normal(0.5, 1.0, size=(4, 3))
+    k = lambda a, b: (a @ b / 3 + 1) ** 3
+    within = sum(k(x[i], x[j]) + k(y[i], y[j]) for i in range(4) for j in range(4) if i != j) / 12
+    across = sum(k(x[i], y[j]) for i in range(4) for j in range(4)) / 16
+    got = kid(x, y, subsets=5, subset_size=4)  # a subset of all 4 is the whole set: every subset agrees
+    assert got["kid"] == pytest.approx(within - 2 * across) and got["kid_std"] == pytest.approx(0, abs=1e-12)
+    same = kid(x, x, subsets=3, subset_size=4)["kid"]
+    assert same < got["kid"]
+
+
+def test_fid_infinity_removes_the_small_sample_bias():
+    """Real N(0, I_8), generated N(1, I_8): the true FID is 8; FID at small N is biased upwards."""
+    rng = np.random.default_rng(1)
+    real, fake = rng.normal(size=(20000, 8)), rng.normal(1.0, 1.0, size=(2000, 8))
+    out = fid_infinity(real, fake, points=6, min_n=500)
+    smallest = out["fid_inf_points"][0][1]
+    assert abs(out["fid_inf"] - 8.0) < abs(smallest - 8.0) and abs(out["fid_inf"] - 8.0) < 0.25
+    assert fid_infinity(real, fake[:100])["fid_inf"] is None
+
+
+class FakeBackend:
+    """Stand-in for the Inception network: 2x2 average-pooled pixels as 12-d features."""
+    sha1, source, precision, calls = "fake", "fake", "float32", 0
+
+    def features(self, images, batch_size=50):
+        FakeBackend.calls += 1
+        x = images.float() / 255
+        return torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1).double().numpy()
+
+
+def test_evaluate_samples_records_its_protocol_and_caches_real_features(tmp_path, monkeypatch):
+    monkeypatch.setattr(generative, "resolve_backend", lambda weights=None: FakeBackend())
+    g = torch.Generator().manual_seed(0)
+    real = (torch.rand(300, 3, 8, 8, generator=g) * 255).to(torch.uint8)
+    like = lambda b: torch.rand(b, 3, 8, 8, generator=g)
+    shifted = lambda b: (torch.rand(b, 3, 8, 8, generator=g) * 0.5 + 0.5)
+    near = evaluate_samples(real, like, 200, key="toy|test", temperature=0.7, batch_size=64, cache_dir=tmp_path,
+                            kid_subsets=10)
+    calls = FakeBackend.calls
+    far = evaluate_samples(real, shifted, 200, key="toy|test", temperature=0.7, batch_size=64, cache_dir=tmp_path,
+                           kid_subsets=10)
+    assert FakeBackend.calls == calls + 1  # the real features came from the cache the second time
+    assert far["fid"] > near["fid"] + 0.01 and far["kid"] > near["kid"]
+    assert near["n"] == 200 and near["temperature"] == 0.7 and near["quantisation"] == "round"
+    assert near["fid_inf"] is None and "not computed" in near["fid_inf_status"]
+    with pytest.raises(ValueError, match="needs 400 real test images"):
+        evaluate_samples(real, like, 400, key="toy|test", temperature=1.0)
+
+
+def test_fid_of_a_set_against_itself_is_zero_and_grows_with_a_shift():
+    rng = np.random.default_rng(2)
+    f = rng.normal(size=(500, 6))
+    stats = (f.mean(0), np.cov(f, rowvar=False))
+    assert frechet_distance(*stats, *stats) == pytest.approx(0, abs=1e-6)
+    assert frechet_distance(*stats, stats[0] + 0.5, stats[1]) == pytest.approx(6 * 0.25, rel=1e-6)
+
+
+def test_bits_per_dim_of_a_known_gaussian():
+    """The exact NLL of N(0.5, 0.1^2) data is, in expectation, the entropy: 0.5 log2(2 pi e sigma^2) bits/dim."""
+    sigma, dims = 0.1, 3 * 4 * 4
+    x = 0.5 + sigma * torch.randn(20000, dims, dtype=torch.float64)
+    nll = (0.5 * ((x - 0.5) / sigma) ** 2 + math.log(sigma) + 0.5 * math.log(2 * math.pi)).sum(1)
+    assert bits_per_dim(nll, dims) == pytest.approx(0.5 * math.log2(2 * math.pi * math.e * sigma**2), abs=2e-3)
+
+
+def test_genesis_negative_elbo_uses_the_normalised_likelihood():
+    from common.models.genesis_v2 import GenesisV2, GenesisV2Config
+    from common.prob.likelihood import HALF_LOG_2PI
+    model = GenesisV2(GenesisV2Config(resolution=(32, 32), num_slots=3, feat_dim=16, likelihood="gaussian",
+                                      normalised=False, geco_goal=None))
+    x = torch.rand(2, 3, 32, 32)
+    torch.manual_seed(0)
+    out = model(x)
+    torch.manual_seed(0)
+    nelbo = model.negative_elbo(x)
+    expected = out.logs["err"] + out.logs["kl"] + HALF_LOG_2PI * 3 * 32 * 32
+    torch.testing.assert_close(nelbo.mean(), expected, rtol=1e-5, atol=1e-2)
