@@ -248,6 +248,11 @@ class GenesisV2(HubModel, paper_url="https://arxiv.org/abs/2104.09958"):
         return Segregation(post["mean"], post["std"], z, out)
 
     @torch.no_grad()
+    def encoder_masks(self, images: Tensor) -> Tensor:
+        """The IC-SBP masks [B,K,1,H,W] (GENESIS-v2 reports ARI-FG for these and the decoder's, checked 4.3)."""
+        return self.encode(images)["log_masks_enc"].exp()
+
+    @torch.no_grad()
     def negative_elbo(self, images: Tensor) -> Tensor:
         """Single-sample negative ELBO per image [B] in nats under the normalised likelihood on [0,1]
         pixels (SRI Tables 3-4's bits/dim convention), whichever normalisation training used."""
