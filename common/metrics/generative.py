@@ -3,7 +3,9 @@ Inception features, and the negative ELBO in bits per dimension.
 
 Protocol (GENESIS-v2 / SRI, implementation-checked.md §4.3 and §5.2; `../shared/reference/generative.md`):
 N real test scenes against N samples (the papers: N = 10,000), real and generated images through the same
-preprocessing (uint8, bilinear resize to 299, the TF-ported Inception's pool3). Samples are quantised to
+preprocessing (uint8, torch bilinear resize to 299 outside the network, (x - 128) / 128, the TF-ported
+Inception's pool3: pytorch-fid's "legacy" path, which the GENESIS-v2 and SRI numbers used; a clean-fid
+"clean" score, PIL bicubic, would not be comparable). Samples are quantised to
 uint8 by rounding (`quantisation="round"`); the official scripts truncate (`uint8(255 x)`), available as
 `"truncate"`. Every result records N, the temperature, the quantisation and the network it used.
 
@@ -57,7 +59,7 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return features.mean(0), np.cov(features, rowvar=False)
 
 
-def fid_infinity(real: np.ndarray, fake: np.ndarray, points: int = 8, min_n: int = 500, seed: int = 0) -> dict:
+def fid_infinity(real: np.ndarray, fake: np.ndarray, points: int = 8, min_n: int = 2000, seed: int = 0) -> dict:
     """FID at N = linspace(N/4... N) generated features (real statistics from all of `real`), fitted as
     FID_N = FID_inf + b / N; None when fewer than `min_n` generated samples are available."""
     n = len(fake)
