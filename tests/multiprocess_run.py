@@ -2,7 +2,8 @@
 as `python tests/multiprocess_run.py OUT MODEL` (1 process) and under `torchrun --nproc_per_node 2`.
 
 MODEL: "geco" (a deterministic linear autoencoder with a GECO constraint: no sampling noise, so any
-number of processes must give the same trajectory) or "iodine" (IODINE with T = 1, smoke sizes).
+number of processes must give the same trajectory), "iodine" (IODINE with T = 1, smoke sizes) or
+"genesis" (GENESIS-v2 with its LSTM prior and multiplicative GECO, 32 px).
 """
 from __future__ import annotations
 
@@ -45,6 +46,11 @@ def build(which: str):
         images = torch.randint(0, 256, (16, 8, 8, 3), dtype=torch.uint8)
         return LinearGECO(), images
     from common.data import generate_split
+    images = torch.from_numpy(generate_split("toy_shapes", 16, 0, params={"size": 32, "max_objects": 2})[1]["image"])
+    if which == "genesis":
+        from common.models.genesis_v2 import GenesisV2, GenesisV2Config
+        torch.manual_seed(0)
+        return GenesisV2(GenesisV2Config(resolution=(32, 32), num_slots=3, feat_dim=16)), images
     from papers.iodine.model import IODINE, IODINEConfig
     torch.manual_seed(0)
     model = IODINE(IODINEConfig(resolution=(16, 16), num_slots=3, latent_dim=8, iterations=1,

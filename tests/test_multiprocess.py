@@ -35,10 +35,14 @@ def test_two_processes_equal_one_on_the_same_global_batch(tmp_path):
     assert noise[0] != noise[1]
 
 
-def test_iodine_with_one_refinement_update_trains_on_two_processes(tmp_path):
-    """T = 1 used to leave parameters without gradients, which DDP refuses."""
-    two = _run(tmp_path / "two", "iodine", 2)
+@pytest.mark.parametrize("model", ["iodine", "genesis"])
+def test_models_train_on_two_processes(tmp_path, model):
+    """IODINE with T = 1 used to leave parameters without gradients, which DDP refuses; GENESIS-v2's GECO
+    averages its error over ranks (its official code's multi-GPU pitfall, generative.md §1)."""
+    two = _run(tmp_path / "two", model, 2)
     assert two["processes"] == 2 and len(two["loss"]) == 4
+    if model == "genesis":
+        assert two["state"]["geco.steps"] == [4]
 
 
 def test_accelerate_launch_cpu_with_several_processes_is_refused(tmp_path):
