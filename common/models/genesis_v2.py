@@ -232,20 +232,27 @@ class GenesisV2(HubModel, paper_url="https://arxiv.org/abs/2104.09958"):
     def forward(self, images: Tensor, step: int | None = None) -> ModelOutput:
         return self.segregate(images, step).output
 
+    def elbo_terms(self, images: Tensor) -> dict[str, Tensor]:
+        """One pass: the posterior, one sample per slot z [B,K,F], its decoding, and per image [B] the NLL
+        under the configured likelihood and the single-sample KL."""
+        post = self.encode(images)
+        z = post["mean"] + post["std"] * torch.randn_like(post["std"])  # [B,K,F]
+        rgb, log_m = self.decode(z)
+        kl = self.kl(z.float(), post["mean"].float(), post["std"].float())
+        return {**post, "z": z, "rgb": rgb, "log_masks": log_m, "nll": self.nll(images, rgb, log_m), "kl": kl}
+
     def segregate(self, images: Tensor, step: int | None = None) -> Segregation:
         """The segregation interface (common.models.segregation): posterior, the decoded sample, and the
         GENESIS-v2 loss (ELBO terms under GECO, checked 4.2)."""
-        post = self.encode(images)
-        z = post["mean"] + post["std"] * torch.randn_like(post["std"])  # [B,K,F], one sample per slot
-        rgb, log_m = self.decode(z)
-        err, kl = self.nll(images, rgb, log_m).mean(), self.kl(z.float(), post["mean"].float(), post["std"].float()).mean()
+        t = self.elbo_terms(images)
+        err, kl = t["nll"].mean(), t["kl"].mean()
         loss = err + kl if self.geco is None else self.geco.loss(err, kl)
-        masks = log_m.exp()
+        masks = t["log_masks"].exp()
         logs = {"err": err.detach(), "kl": kl.detach()}
         if self.geco is not None:
             logs["geco_beta"] = self.geco.beta.detach()
-        out = ModelOutput(loss=loss, recon=(masks * rgb).sum(1), masks=masks, slots=post["mean"], logs=logs)
-        return Segregation(post["mean"], post["std"], z, out)
+        out = ModelOutput(loss=loss, recon=(masks * t["rgb"]).sum(1), masks=masks, slots=t["mean"], logs=logs)
+        return Segregation(t["mean"], t["std"], t["z"], out)
 
     @torch.no_grad()
     def encoder_masks(self, images: Tensor) -> Tensor:
@@ -256,13 +263,9 @@ class GenesisV2(HubModel, paper_url="https://arxiv.org/abs/2104.09958"):
     def negative_elbo(self, images: Tensor) -> Tensor:
         """Single-sample negative ELBO per image [B] in nats under the normalised likelihood on [0,1]
         pixels (SRI Tables 3-4's bits/dim convention), whichever normalisation training used."""
-        post = self.encode(images)
-        z = post["mean"] + post["std"] * torch.randn_like(post["std"])
-        rgb, log_m = self.decode(z)
-        nll = self.nll(images, rgb, log_m)
-        if not self.config.normalised:
-            nll = nll + HALF_LOG_2PI * images[0].numel()
-        return nll + self.kl(z.float(), post["mean"].float(), post["std"].float())
+        t = self.elbo_terms(images)
+        constant = 0.0 if self.config.normalised else HALF_LOG_2PI * images[0].numel()
+        return t["nll"] + constant + t["kl"]
 
     def after_step(self, out: ModelOutput, ok: Tensor | bool = True) -> None:
         """GECO's multiplicative beta update from the batch-mean error; none on a skipped step."""
