@@ -88,6 +88,8 @@ def run(args) -> Path:
     if resuming:
         if not args.resume:
             raise ConfigError(f"{args.out} already holds a run; pass --resume or choose another --out")
+        if not config_path.is_file():
+            raise CheckpointError(f"{args.out} has checkpoints but no config.yaml; cannot check what it trained")
         check_resumable(yaml.safe_load(config_path.read_text()), to_dict(exp))
     deadline = None if args.max_minutes is None else time.monotonic() + 60 * args.max_minutes
     set_seed(exp.train.seed)  # every process builds the same initial weights
