@@ -1,9 +1,11 @@
 """GENESIS-v2 training step at the speed anchor's config: 64x64, K=9, F=64, autoregressive prior, GECO,
 batch 32, one full optimiser step (forward, backward, Adam, GECO update) through the shared Trainer.
 
-The official code (applied-ai-lab/genesis, GPL-3.0) is not timed side by side here yet: the ratio printed
-is against the recorded anchor, 9.54 s/step measured once for the official code on a 2-core CPU with
-torch 2.13 (implementation-notes §9, 2.73 M parameters), and is labelled as such.
+The official code (applied-ai-lab/genesis, GPL-3.0) is not timed side by side here yet: it builds its model
+through `forge` configs, a git submodule that its repository does not contain, so an `--official PATH`
+mode needs that construction path rebuilt first (as emorl_step does for EfficientMORL's sacred configs).
+Until then the ratio printed is against the recorded anchor, 9.54 s/step measured once for the official
+code on a 2-core CPU with torch 2.13 (implementation-notes §9, 2.73 M parameters), labelled as such.
 """
 from __future__ import annotations
 
