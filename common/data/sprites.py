@@ -206,16 +206,23 @@ def _backgrounds(n: int, p: SpritesParams, rng: np.random.Generator) -> np.ndarr
     return np.stack([bank[b, y:y + p.size, x:x + p.size] for b, y, x in zip(pick, oy, ox)]).astype(np.float32)
 
 
+def render(codes: np.ndarray, rng: np.random.Generator, p: SpritesParams, chunk: int = 512):
+    """Scenes of given per-object (colour, shape) codes [N,M,2], placed and backed as `p` says:
+    image uint8 [N,H,W,3], mask uint8 [N,H,W], centres [N,M,2] in [0,1]."""
+    n, m = codes.shape[:2]
+    xy = _positions(n, m, p, rng)  # [N,M,2] in [0,1]
+    background = _backgrounds(n, p, rng)
+    parts = [_render(codes[i:i + chunk], xy[i:i + chunk], background[i:i + chunk], p) for i in range(0, n, chunk)]
+    return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]), xy
+
+
 def generate(n: int, rng: np.random.Generator, p: SpritesParams, chunk: int = 512) -> dict[str, np.ndarray]:
     meta(p)
     m = p.num_objects
     codes, odd, prop = _codes(n, m, p, rng)
-    xy = _positions(n, m, p, rng)  # [N,M,2] in [0,1]
-    background = _backgrounds(n, p, rng)
-    parts = [_render(codes[i:i + chunk], xy[i:i + chunk], background[i:i + chunk], p) for i in range(0, n, chunk)]
+    image, mask, xy = render(codes, rng, p, chunk)
     quadrant = ((xy[..., 1] >= 0.5) * 2 + (xy[..., 0] >= 0.5)).astype(np.int32)
-    return {"image": np.concatenate([a for a, _ in parts]), "mask": np.concatenate([b for _, b in parts]),
-            "num_objects": np.full(n, m, np.int32), "visibility": np.ones((n, m), np.uint8),
+    return {"image": image, "mask": mask, "num_objects": np.full(n, m, np.int32), "visibility": np.ones((n, m), np.uint8),
             "factor.shape": codes[..., 1].astype(np.int32), "factor.colour": codes[..., 0].astype(np.int32),
             "factor.x": xy[..., 0].astype(np.float32), "factor.y": xy[..., 1].astype(np.float32),
             "factor.odd": odd, "factor.odd_property": prop, "factor.quadrant": quadrant}
