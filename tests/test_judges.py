@@ -65,3 +65,35 @@ def test_wilson_interval_against_its_closed_form():
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
     with pytest.raises(ValueError):
         wilson_interval(0, 0)
+
+
+def test_a_tiny_judge_round_trips_and_scores_a_folder_of_pngs(tmp_path):
+    import torch
+    from PIL import Image
+
+    from common.metrics.judges.model import Judge, JudgeConfig
+    from common.metrics.judges.score import judge_id, load_pngs, score, verdicts
+    from common.metrics.judges.train import fit, measure
+    from common.metrics.judges.data import SPRITE_SETTINGS
+    torch.manual_seed(0)
+    d = sprite_scenes(48, seed=1)
+    judge = Judge(JudgeConfig(channels=(8, 8), hidden=16))
+    fit(judge, torch.from_numpy(d["image"]), torch.from_numpy(d["counts"]), steps=2, batch_size=8, lr=1e-3, seed=0,
+        log=lambda *_: None)
+    accuracy = measure(judge, d, SPRITE_KINDS, SPRITE_SETTINGS)
+    assert set(accuracy) == {"clean", "degraded"} and accuracy["clean"]["overall"]["n"] == 48
+    judge.save_pretrained(tmp_path / "judge", metrics={"accuracy": accuracy})
+    again = Judge.from_pretrained(tmp_path / "judge")
+    x = torch.from_numpy(d["image"][:10]).permute(0, 3, 1, 2).float() / 255
+    assert torch.equal(verdicts(judge.eval(), x), verdicts(again, x))
+    for i, img in enumerate(d["image"][:10]):
+        Image.fromarray(img).save(tmp_path / f"{i:03d}.png")
+    images = load_pngs(tmp_path)
+    assert torch.equal(images, x)  # PNG is lossless: the judge sees the very pixels
+    record = score(tmp_path / "judge", images, n=8)
+    k = round(record["accuracy"] * 8)
+    assert record["n"] == 8 and record["interval_95"] == pytest.approx(list(wilson_interval(k, 8)))
+    assert record["judge_sha256"] == judge_id(tmp_path / "judge") and len(record["judge_sha256"]) == 64
+    assert record["judge_accuracy"]["clean"]["n"] == 48
+    with pytest.raises(ValueError, match="reads \\(64, 64\\) images"):
+        verdicts(again, torch.zeros(1, 3, 32, 32))

@@ -15,7 +15,7 @@ from common.hub import HubModel
 
 @dataclass
 class JudgeConfig:
-    task: Literal["generation_accuracy", "s_acc"] = "generation_accuracy"
+    task: Literal["generation_accuracy"] = "generation_accuracy"  # S-Acc (ShapeStacks) is still to come
     resolution: tuple[int, int] = (64, 64)
     channels: tuple[int, ...] = (32, 64, 128, 128)
     hidden: int = 256

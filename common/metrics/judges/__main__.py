@@ -1,0 +1,49 @@
+"""python -m common.metrics.judges train --task generation_accuracy --out DIR [--seed 0] [--steps N] ...
+python -m common.metrics.judges score --judge DIR --images FOLDER [--n 128] [--out metrics.json]
+
+train: generator scenes labelled by the rule, a seeded run, the judge saved with its measured accuracy.
+score: a folder of generated PNGs judged, the accuracy with its 95 % Wilson interval and the judge's hash."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m common.metrics.judges", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--task", default="generation_accuracy", choices=["generation_accuracy"])
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--n-train", type=int, default=20_000)
+    t.add_argument("--n-test", type=int, default=2_000)
+    t.add_argument("--steps", type=int, default=4_000)
+    t.add_argument("--batch-size", type=int, default=64)
+    s = sub.add_parser("score")
+    s.add_argument("--judge", type=Path, required=True)
+    s.add_argument("--images", type=Path, required=True, help="a folder of generated .png images")
+    s.add_argument("--n", type=int, default=None, help="judge the first n (SRI/LOM: 100, SVQ: 128)")
+    s.add_argument("--out", type=Path, default=None, help="write the result here as JSON")
+    args = p.parse_args(argv)
+    try:
+        if args.command == "train":
+            from common.metrics.judges.train import train
+            record = train(args.task, args.out, args.seed, args.n_train, args.n_test, args.steps, args.batch_size)
+            print(json.dumps({k: v["overall"] for k, v in record["accuracy"].items()}))
+        else:
+            from common.metrics.judges.score import load_pngs, score
+            record = score(args.judge, load_pngs(args.images), args.n)
+            if args.out:
+                args.out.write_text(json.dumps(record, indent=2))
+            print(json.dumps(record))
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
