@@ -81,7 +81,8 @@ def test_a_tiny_judge_round_trips_and_scores_a_folder_of_pngs(tmp_path):
     fit(judge, torch.from_numpy(d["image"]), torch.from_numpy(d["counts"]), steps=2, batch_size=8, lr=1e-3, seed=0,
         log=lambda *_: None)
     accuracy = measure(judge, d, SPRITE_KINDS, SPRITE_SETTINGS)
-    assert set(accuracy) == {"clean", "degraded"} and accuracy["clean"]["overall"]["n"] == 48
+    assert set(accuracy) == {"clean", "degraded", "clean_reading", "degraded_reading"}
+    assert accuracy["clean"]["overall"]["n"] == 48
     judge.save_pretrained(tmp_path / "judge", metrics={"accuracy": accuracy})
     again = Judge.from_pretrained(tmp_path / "judge")
     x = torch.from_numpy(d["image"][:10]).permute(0, 3, 1, 2).float() / 255

@@ -32,7 +32,7 @@ def main(argv=None) -> int:
         if args.command == "train":
             from common.metrics.judges.train import train
             record = train(args.task, args.out, args.seed, args.n_train, args.n_test, args.steps, args.batch_size)
-            print(json.dumps({k: v["overall"] for k, v in record["accuracy"].items()}))
+            print(json.dumps({k: v.get("overall", v) for k, v in record["accuracy"].items()}))
         else:
             from common.metrics.judges.score import load_pngs, score
             record = score(args.judge, load_pngs(args.images), args.n)

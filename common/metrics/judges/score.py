@@ -39,7 +39,7 @@ def score(judge_dir: str | Path, images: torch.Tensor, n: int | None = None) -> 
     own = json.loads(card.read_text()) if card.is_file() else None
     return {"task": judge.config.task, "accuracy": k / total, "interval_95": [lo, hi], "n": total,
             "judge": str(judge_dir), "judge_sha256": judge_id(judge_dir),
-            "judge_accuracy": None if own is None else {k: own["accuracy"][k]["overall"] for k in own["accuracy"]}}
+            "judge_accuracy": None if own is None else {k: v["overall"] for k, v in own["accuracy"].items() if "overall" in v}}
 
 
 def load_pngs(folder: str | Path) -> torch.Tensor:

@@ -41,7 +41,11 @@ def measure(judge: Judge, test: dict, kinds: tuple, settings: tuple) -> dict:
     truth = torch.from_numpy(test["label"])
     out = {}
     for name, images in (("clean", x), ("degraded", fixed_degradation(x))):
-        right = (torch.from_numpy(valid_from_counts(judge.read(images).numpy())) == truth).numpy()
+        read = judge.read(images).numpy()  # [N,V]
+        right = (torch.from_numpy(valid_from_counts(read)) == truth).numpy()
+        out[f"{name}_reading"] = {  # scenes whose every colour count / every shape count the judge read right
+            "all_colour_counts": float((read[:, :7] == test["counts"][:, :7]).all(1).mean()),
+            "all_shape_counts": float((read[:, 7:] == test["counts"][:, 7:]).all(1).mean())}
         groups = {"overall": np.ones_like(right, bool), "class=valid": test["label"], "class=invalid": ~test["label"],
                   **{f"kind={k}": test["kind"] == i for i, k in enumerate(kinds)},
                   **{f"setting={json.dumps(s, sort_keys=True)}": test["setting"] == i for i, s in enumerate(settings)}}
