@@ -97,7 +97,7 @@ def templates(size: int, scale: float, samples: int = 4) -> np.ndarray:
     return out
 
 
-def _fill_groups(values: list[int], count: int, exclude: int | None, rng: np.random.Generator) -> np.ndarray:
+def fill_groups(values: list[int], count: int, exclude: int | None, rng: np.random.Generator) -> np.ndarray:
     """`count` values, each appearing at least twice, none equal to `exclude` (datasets.md §4 step 4)."""
     pool = [v for v in values if v != exclude]
     out, left = [], count
@@ -117,10 +117,10 @@ def odd_one_out(m: int, shapes: tuple, colours: tuple, rng: np.random.Generator)
     for p in range(2):
         if p == prop:
             u = int(rng.choice(palettes[p]))
-            others = _fill_groups(palettes[p], m - 1, u, rng)
+            others = fill_groups(palettes[p], m - 1, u, rng)
             codes[:, p] = np.insert(others, target, u)
         else:
-            codes[:, p] = _fill_groups(palettes[p], m, None, rng)
+            codes[:, p] = fill_groups(palettes[p], m, None, rng)
     return codes, target, prop
 
 

@@ -26,7 +26,7 @@ def sprite_codes(kind: str, m: int, rng: np.random.Generator, palette: str = "al
     if kind == "random":
         return np.stack([rng.choice(colours, m), rng.choice(shapes, m)], 1)
     if kind == "no_unique":  # every value of every property at least twice
-        return np.stack([sprites._fill_groups(list(v), m, None, rng) for v in values], 1)
+        return np.stack([sprites.fill_groups(list(v), m, None, rng) for v in values], 1)
     codes, target, prop = sprites.odd_one_out(m, shapes, colours, rng)
     if kind == "two_objects":  # a second object gets a value of its own in the other property
         other = int(rng.choice([k for k in range(m) if k != target]))
