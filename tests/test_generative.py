@@ -97,6 +97,13 @@ def test_genesis_negative_elbo_uses_the_normalised_likelihood():
     nelbo = model.negative_elbo(x)
     expected = out.logs["err"] + out.logs["kl"] + HALF_LOG_2PI * 3 * 32 * 32
     torch.testing.assert_close(nelbo.mean(), expected, rtol=1e-5, atol=1e-2)
+    from common.evaluate_generative import bpd  # uint8 scenes in batches: the same nats over D ln 2
+    scenes = (x.permute(0, 2, 3, 1) * 255).round().to(torch.uint8)
+    torch.manual_seed(1)
+    got = bpd(model, scenes, batch_size=1)
+    torch.manual_seed(1)
+    direct = torch.cat([model.negative_elbo(scenes[i:i + 1].permute(0, 3, 1, 2).float() / 255) for i in range(2)])
+    assert got == pytest.approx(float(direct.mean()) / (3 * 32 * 32 * math.log(2)), rel=1e-6)
 
 
 def test_evaluate_generative_on_a_trained_genesis_run(tmp_path, monkeypatch):

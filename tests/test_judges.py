@@ -71,10 +71,10 @@ def test_a_tiny_judge_round_trips_and_scores_a_folder_of_pngs(tmp_path):
     import torch
     from PIL import Image
 
+    from common.metrics.judges.data import SPRITE_SETTINGS
     from common.metrics.judges.model import Judge, JudgeConfig
     from common.metrics.judges.score import judge_id, load_pngs, score, verdicts
     from common.metrics.judges.train import fit, measure
-    from common.metrics.judges.data import SPRITE_SETTINGS
     torch.manual_seed(0)
     d = sprite_scenes(48, seed=1)
     judge = Judge(JudgeConfig(channels=(8, 8), hidden=16))

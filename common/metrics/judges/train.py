@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.data import sprites
 from common.metrics.judges.augment import degrade, fixed_degradation
 from common.metrics.judges.data import SPRITE_KINDS, SPRITE_SETTINGS, sprite_scenes, valid_from_counts
 from common.metrics.judges.model import Judge, JudgeConfig
@@ -43,9 +44,10 @@ def measure(judge: Judge, test: dict, kinds: tuple, settings: tuple) -> dict:
     for name, images in (("clean", x), ("degraded", fixed_degradation(x))):
         read = judge.read(images).numpy()  # [N,V]
         right = (torch.from_numpy(valid_from_counts(read)) == truth).numpy()
+        colours = len(sprites.COLOURS)  # counts hold the colours first, then the shapes (data.value_counts)
         out[f"{name}_reading"] = {  # scenes whose every colour count / every shape count the judge read right
-            "all_colour_counts": float((read[:, :7] == test["counts"][:, :7]).all(1).mean()),
-            "all_shape_counts": float((read[:, 7:] == test["counts"][:, 7:]).all(1).mean())}
+            "all_colour_counts": float((read[:, :colours] == test["counts"][:, :colours]).all(1).mean()),
+            "all_shape_counts": float((read[:, colours:] == test["counts"][:, colours:]).all(1).mean())}
         groups = {"overall": np.ones_like(right, bool), "class=valid": test["label"], "class=invalid": ~test["label"],
                   **{f"kind={k}": test["kind"] == i for i, k in enumerate(kinds)},
                   **{f"setting={json.dumps(s, sort_keys=True)}": test["setting"] == i for i, s in enumerate(settings)}}
