@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from common.metrics.judges.data import SPRITE_KINDS, sprite_codes, sprite_scenes, valid_from_counts, value_counts
+from common.metrics.judges.data import (SPRITE_KINDS, STACK_KINDS, sprite_codes, sprite_scenes, stack_failure,
+                                       valid_from_counts, value_counts)
 from common.metrics.judges.rules import odd_one_out_valid, stack_plausible, unique_values, wilson_interval
 
 
@@ -49,6 +50,10 @@ def test_sprite_scenes_are_labelled_by_the_rule_on_their_codes():
     d = sprite_scenes(60, seed=3)
     assert d["image"].shape == (60, 64, 64, 3) and set(np.unique(d["setting"])) == {0, 1, 2}
     np.testing.assert_array_equal(d["label"], valid_from_counts(d["counts"]))
+    for codes, centre, label, setting in zip(d["codes"], d["centre"], d["label"], d["setting"]):
+        present = codes[:, 0] >= 0
+        assert present.sum() == (3 if setting == 0 else 4) and (centre[~present] == 0).all()
+        assert odd_one_out_valid(codes[present]) == label
     assert 0.3 < d["label"].mean() < 0.7
     again = sprite_scenes(60, seed=3)
     assert all(np.array_equal(d[k], again[k]) for k in d)
@@ -67,34 +72,126 @@ def test_wilson_interval_against_its_closed_form():
         wilson_interval(0, 0)
 
 
-def test_a_tiny_judge_round_trips_and_scores_a_folder_of_pngs(tmp_path):
+def _tower(n=4, half=0.25):
+    return [{"shape": "box", "half": (half, half, half), "pos": (0.0, 0.0, (2 * k + 1) * half), "rgb": (.5, .5, .5)}
+            for k in range(n)]
+
+
+def _geometry(blocks):
+    from common.data import shapestacks
+    from common.data.mujoco_render import import_mujoco
+    mj = import_mujoco()
+    model = mj.MjModel.from_xml_string(shapestacks.tower_xml(blocks))
+    data = mj.MjData(model)
+    n = len(blocks)
+    return shapestacks.support_contacts(model, data, n), shapestacks.penetration(model, data, n)
+
+
+@pytest.mark.parametrize("kind", STACK_KINDS)
+def test_each_stack_failure_breaks_the_touching_rule_by_geometry(kind):
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        blocks = stack_failure(_tower(), kind, rng)
+        touching, depth = _geometry(blocks)
+        assert stack_plausible(touching, depth) == (kind == "tower"), (kind, touching, depth)
+        if kind == "interpenetrating":
+            assert touching.all() and depth.max() >= 0.3 * 0.5 - 1e-6  # sunk 30-70 % of a 0.5-tall block
+        elif kind == "removed":
+            assert len(blocks) == 3 and not touching.all() and depth.max() < 1e-3
+        elif kind != "tower":
+            assert not touching.all() and depth.max() < 1e-3
+    with pytest.raises(ValueError, match="at least 3 blocks"):
+        stack_failure(_tower(2), "removed", rng)
+
+
+def test_penetration_measures_the_overlap_of_two_blocks():
+    blocks = _tower(2)
+    blocks[1]["pos"] = (0.0, 0.0, 0.75 - 0.1)  # sunk 0.1 into the block below
+    touching, depth = _geometry(blocks)
+    assert touching.all() and depth == pytest.approx([0.1, 0.1], abs=1e-3)
+
+
+def _sprite_judge():
+    import torch
+
+    from common.metrics.judges.model import SpriteJudge, SpriteJudgeConfig
+    torch.manual_seed(0)
+    return SpriteJudge(SpriteJudgeConfig(finder_channels=(8, 8), reader_channels=(8,), hidden=16)).eval()
+
+
+def test_the_sprite_judge_crops_the_pixels_around_a_centre():
+    import torch
+    judge = _sprite_judge()
+    x = torch.rand(2, 3, 64, 64)
+    centre = torch.tensor([[32 / 64, 20 / 64], [11 / 64, 50 / 64]])  # whole pixels: samples land on pixel centres
+    crops = judge.crops(x, torch.tensor([0, 1]), centre)  # [2,3,24,24]
+    torch.testing.assert_close(crops[0], x[0, :, 8:32, 20:44])
+    torch.testing.assert_close(crops[1, :, :, 1:], x[1, :, 38:62, 0:23])  # column 0 lies left of the image
+    assert (crops[1, :, :, 0] == 0).all()
+
+
+def test_the_sprite_judge_finds_heatmap_peaks_above_threshold_one_per_object(monkeypatch):
+    import torch
+    judge = _sprite_judge()
+    ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    bump = lambda x0, y0, h: h * torch.exp(-((xs - x0) ** 2 + (ys - y0) ** 2) / 2)  # a peak of height h
+    heat = bump(5, 7, 0.9) + bump(20.5, 12, 0.8) + bump(25, 27, 0.2)  # the last is below the 0.3 threshold
+    monkeypatch.setattr(judge, "heatmap", lambda images: torch.logit(heat.clamp(1e-6, 1 - 1e-6))[None])
+    (found,) = judge.find(torch.zeros(1, 3, 64, 64))
+    assert found.shape == (2, 2)  # one per object, however many cells the bump covers
+    torch.testing.assert_close(found[0], torch.tensor([5.5 / 32, 7.5 / 32]))  # a bump centred on a cell
+    assert found[1, 1] * 32 == pytest.approx(12.5)
+    assert abs(found[1, 0] * 32 - 21.0) < 0.25  # between two cells: the 3x3 mean halves the half-cell error
+
+
+def test_composites_take_each_object_from_another_scene():
+    from common.metrics.judges.train import composite
+    images = np.arange(3)[:, None, None, None] * np.ones((3, 2, 2, 3), np.uint8) + 1  # scene i is all i + 1
+    masks = np.array([[[1, 2], [0, 0]]] * 3, np.uint8)  # object 1 top left, object 2 top right
+    out = composite(images, masks, np.zeros_like(images))
+    assert out[:, 0, 0, 0].tolist() == [1, 2, 3]  # object 1 from the scene itself
+    assert out[:, 0, 1, 0].tolist() == [2, 3, 1]  # object 2 from the next scene
+    assert (out[:, 1] == 0).all()
+
+
+@pytest.mark.parametrize("task", ["generation_accuracy", "s_acc"])
+def test_a_tiny_judge_trains_round_trips_and_scores_a_folder_of_pngs(tmp_path, task):
     import torch
     from PIL import Image
 
-    from common.metrics.judges.data import SPRITE_SETTINGS
-    from common.metrics.judges.model import Judge, JudgeConfig
-    from common.metrics.judges.score import judge_id, load_pngs, score, verdicts
-    from common.metrics.judges.train import fit, measure
-    torch.manual_seed(0)
-    d = sprite_scenes(48, seed=1)
-    judge = Judge(JudgeConfig(channels=(8, 8), hidden=16))
-    fit(judge, torch.from_numpy(d["image"]), torch.from_numpy(d["counts"]), steps=2, batch_size=8, lr=1e-3, seed=0,
-        log=lambda *_: None)
-    accuracy = measure(judge, d, SPRITE_KINDS, SPRITE_SETTINGS)
-    assert set(accuracy) == {"clean", "degraded", "clean_reading", "degraded_reading"}
-    assert accuracy["clean"]["overall"]["n"] == 48
-    judge.save_pretrained(tmp_path / "judge", metrics={"accuracy": accuracy})
-    again = Judge.from_pretrained(tmp_path / "judge")
-    x = torch.from_numpy(d["image"][:10]).permute(0, 3, 1, 2).float() / 255
-    assert torch.equal(verdicts(judge.eval(), x), verdicts(again, x))
-    for i, img in enumerate(d["image"][:10]):
+    from common.metrics.judges import train as judges_train
+    from common.metrics.judges.model import JUDGES
+    from common.metrics.judges.score import judge_id, load_judge, load_pngs, score, verdicts
+    small = {"generation_accuracy": dict(finder_channels=(8, 8), reader_channels=(8,), hidden=16),
+             "s_acc": dict(channels=(8, 8), hidden=16)}[task]
+    cls = JUDGES[task]
+    spec = judges_train.TASKS[task]
+    record = judges_train.train(task, tmp_path / "judge", n_train=24, n_test=12, steps=2, batch_size=4,
+                                n_anchor=4, config=small, log=lambda *_: None)
+    assert record["accuracy"]["clean"]["overall"]["n"] == 12 and record["anchors"]["dataset"]["n"] == 4
+    judge = load_judge(tmp_path / "judge")
+    assert isinstance(judge, cls) and judge.config.hidden == 16
+    d = spec.scenes(6, 5)
+    x = torch.from_numpy(d["image"]).permute(0, 3, 1, 2).float() / 255
+    for i, img in enumerate(d["image"]):
         Image.fromarray(img).save(tmp_path / f"{i:03d}.png")
     images = load_pngs(tmp_path)
     assert torch.equal(images, x)  # PNG is lossless: the judge sees the very pixels
-    record = score(tmp_path / "judge", images, n=8)
-    k = round(record["accuracy"] * 8)
-    assert record["n"] == 8 and record["interval_95"] == pytest.approx(list(wilson_interval(k, 8)))
-    assert record["judge_sha256"] == judge_id(tmp_path / "judge") and len(record["judge_sha256"]) == 64
-    assert record["judge_accuracy"]["clean"]["n"] == 48
+    assert torch.equal(verdicts(judge, images), verdicts(cls.from_pretrained(tmp_path / "judge"), x))
+    result = score(tmp_path / "judge", images, n=5)
+    k = round(result["accuracy"] * 5)
+    assert result["n"] == 5 and result["interval_95"] == pytest.approx(list(wilson_interval(k, 5)))
+    assert result["judge_sha256"] == judge_id(tmp_path / "judge") and len(result["judge_sha256"]) == 64
+    assert result["judge_accuracy"]["clean"]["n"] == 12
     with pytest.raises(ValueError, match="reads \\(64, 64\\) images"):
-        verdicts(again, torch.zeros(1, 3, 32, 32))
+        verdicts(judge, torch.zeros(1, 3, 32, 32))
+
+
+def test_loading_a_folder_that_holds_no_judge_names_the_problem(tmp_path):
+    from common.hub import CheckpointError
+    from common.metrics.judges.score import load_judge
+    with pytest.raises(FileNotFoundError, match="no judge saved"):
+        load_judge(tmp_path)
+    (tmp_path / "config.json").write_text('{"task": "fid"}')
+    with pytest.raises(CheckpointError, match="task 'fid' is not a judge's"):
+        load_judge(tmp_path)

@@ -88,15 +88,32 @@ def simulate(model, data, seconds: float) -> np.ndarray:
     return data.xpos[1:].copy()
 
 
-def support_contacts(model, data, n: int) -> np.ndarray:
-    """bool [n]: block k touches block k-1 (the floor for k = 0) at rest."""
+def _contacts(model, data) -> list[tuple[int, int, float]]:
+    """(geom1, geom2, signed distance) of every contact at the initial pose (negative: penetration)."""
     mj = import_mujoco()
     mj.mj_resetData(model, data)
     mj.mj_forward(model, data)
-    gid = lambda name: mj.mj_name2id(model, mj.mjtObj.mjOBJ_GEOM, name)
+    return [(int(c.geom1), int(c.geom2), float(c.dist)) for c in data.contact[: data.ncon]]
+
+
+def support_contacts(model, data, n: int) -> np.ndarray:
+    """bool [n]: block k touches block k-1 (the floor for k = 0) at rest."""
+    gid = lambda name: import_mujoco().mj_name2id(model, import_mujoco().mjtObj.mjOBJ_GEOM, name)
     below = [gid("floor")] + [gid(f"g{k}") for k in range(n - 1)]
-    pairs = {frozenset((int(c.geom1), int(c.geom2))) for c in data.contact[: data.ncon] if c.dist < 2e-3}
+    pairs = {frozenset((a, b)) for a, b, dist in _contacts(model, data) if dist < 2e-3}
     return np.array([frozenset((gid(f"g{k}"), below[k])) in pairs for k in range(n)])
+
+
+def penetration(model, data, n: int) -> np.ndarray:
+    """float [n] >= 0: block k's deepest overlap with any other geom (blocks, floor, walls), scene units."""
+    mj = import_mujoco()
+    block = {mj.mj_name2id(model, mj.mjtObj.mjOBJ_GEOM, f"g{k}"): k for k in range(n)}
+    depth = np.zeros(n)
+    for a, b, dist in _contacts(model, data):
+        for g in (a, b):
+            if g in block:
+                depth[block[g]] = max(depth[block[g]], -dist)
+    return depth
 
 
 def is_stable(blocks: list[dict], seconds: float = 2.0, tolerance: float = 0.05) -> bool:
@@ -128,29 +145,42 @@ def meta(p: ShapeStacksParams) -> SceneMeta:
                               FactorSpec("tower_stable", "categorical", values=("no", "yes"))))
 
 
-def generate(n: int, rng: np.random.Generator, p: ShapeStacksParams) -> dict[str, np.ndarray]:
-    mj, m = import_mujoco(), p.max_blocks
+def scene_model(blocks: list[dict], rng: np.random.Generator, p: ShapeStacksParams):
+    """MuJoCo model and data of a tower before random walls and one of the floors."""
+    mj = import_mujoco()
+    walls = [tuple(rng.uniform(.2, .9, 3)) for _ in range(3)]
+    model = mj.MjModel.from_xml_string(tower_xml(blocks, int(rng.integers(FLOORS)), walls))
+    model.vis.global_.fovy = p.fovy
+    return model, mj.MjData(model)
+
+
+def render_scene(model, data, blocks: list[dict], rng: np.random.Generator, p: ShapeStacksParams):
+    """The tower seen from a random azimuth and elevation, framed by its height: image uint8 [H,W,3],
+    mask uint8 [H,W] (block k is k + 1)."""
+    mj = import_mujoco()
     if p.size not in _RENDERERS:
-        template = mj.MjModel.from_xml_string(tower_xml(build_tower(np.random.default_rng(0), m, False)))
+        template = mj.MjModel.from_xml_string(tower_xml(build_tower(np.random.default_rng(0), p.max_blocks, False)))
         template.vis.global_.fovy = p.fovy
         _RENDERERS[p.size] = OffscreenRenderer(template, p.size, p.size)
-    renderer = _RENDERERS[p.size]
+    height = sum(2 * b["half"][2] for b in blocks)
+    distance = min(1.4 + 0.8 * height, 2.7)  # stay inside the walls (at 3 units)
+    image, geom = _RENDERERS[p.size].render(model, data, (0, 0, height / 2), distance, rng.uniform(0, 360),
+                                            rng.uniform(-25, -5))
+    mask = np.zeros(geom.shape, np.uint8)
+    for k in range(len(blocks)):
+        mask[geom == mj.mj_name2id(model, mj.mjtObj.mjOBJ_GEOM, f"g{k}")] = k + 1
+    return image, mask
+
+
+def generate(n: int, rng: np.random.Generator, p: ShapeStacksParams) -> dict[str, np.ndarray]:
+    m = p.max_blocks
     out = {k: [] for k in ("image", "mask", "shape", "colour", "size", "xyz", "supported", "stable", "count")}
     for _ in range(n):
         count = int(rng.integers(p.min_blocks, m + 1))
         blocks = build_tower(rng, count, rng.random() < p.unstable_fraction)
-        walls = [tuple(rng.uniform(.2, .9, 3)) for _ in range(3)]
-        model = mj.MjModel.from_xml_string(tower_xml(blocks, int(rng.integers(FLOORS)), walls))
-        model.vis.global_.fovy = p.fovy
-        data = mj.MjData(model)
+        model, data = scene_model(blocks, rng, p)
         supported = support_contacts(model, data, count)
-        height = sum(2 * b["half"][2] for b in blocks)
-        distance = min(1.4 + 0.8 * height, 2.7)  # stay inside the walls (at 3 units)
-        image, geom = renderer.render(model, data, (0, 0, height / 2), distance, rng.uniform(0, 360),
-                                      rng.uniform(-25, -5))
-        mask = np.zeros(geom.shape, np.uint8)
-        for k in range(count):
-            mask[geom == mj.mj_name2id(model, mj.mjtObj.mjOBJ_GEOM, f"g{k}")] = k + 1
+        image, mask = render_scene(model, data, blocks, rng, p)
         moved = np.linalg.norm(simulate(model, data, p.sim_seconds) - np.array([b["pos"] for b in blocks]), axis=1)
         pad = lambda a: np.pad(np.asarray(a, np.float64), [(0, m - count)] + [(0, 0)] * (np.ndim(a) - 1))
         out["image"].append(image), out["mask"].append(mask), out["count"].append(count)

@@ -1,4 +1,4 @@
-"""python -m common.metrics.judges train --task generation_accuracy --out DIR [--seed 0] [--steps N] ...
+"""python -m common.metrics.judges train --task {generation_accuracy,s_acc} --out DIR [--seed 0] [--steps N] [--report F]
 python -m common.metrics.judges score --judge DIR --images FOLDER [--n 128] [--out metrics.json]
 
 train: generator scenes labelled by the rule, a seeded run, the judge saved with its measured accuracy.
@@ -10,18 +10,21 @@ import json
 import sys
 from pathlib import Path
 
+from common.hub import CheckpointError
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m common.metrics.judges", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train")
-    t.add_argument("--task", default="generation_accuracy", choices=["generation_accuracy"])
+    t.add_argument("--task", required=True, choices=["generation_accuracy", "s_acc"])
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--n-train", type=int, default=20_000)
     t.add_argument("--n-test", type=int, default=2_000)
-    t.add_argument("--steps", type=int, default=4_000)
-    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--steps", type=int, default=3_000)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--report", type=Path, default=None, help="also write the judge's measured record here (JSON)")
     s = sub.add_parser("score")
     s.add_argument("--judge", type=Path, required=True)
     s.add_argument("--images", type=Path, required=True, help="a folder of generated .png images")
@@ -32,14 +35,18 @@ def main(argv=None) -> int:
         if args.command == "train":
             from common.metrics.judges.train import train
             record = train(args.task, args.out, args.seed, args.n_train, args.n_test, args.steps, args.batch_size)
-            print(json.dumps({k: v.get("overall", v) for k, v in record["accuracy"].items()}))
+            if args.report:
+                args.report.parent.mkdir(parents=True, exist_ok=True)
+                args.report.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+            print(json.dumps({"accuracy": {k: v.get("overall", v) for k, v in record["accuracy"].items()},
+                              "anchors": record["anchors"]}))
         else:
             from common.metrics.judges.score import load_pngs, score
             record = score(args.judge, load_pngs(args.images), args.n)
             if args.out:
                 args.out.write_text(json.dumps(record, indent=2))
             print(json.dumps(record))
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.data import sprites
-from common.metrics.judges.rules import odd_one_out_valid
+from common.data import shapestacks, sprites
+from common.metrics.judges.rules import odd_one_out_valid, stack_plausible
 
 # SVQ's three generation-accuracy sets (Table 2): 3 objects, 4 objects, 4 objects on textured backgrounds
 SPRITE_SETTINGS = ({"num_objects": 3}, {"num_objects": 4}, {"num_objects": 4, "textured_background": True})
@@ -39,23 +39,27 @@ def sprite_codes(kind: str, m: int, rng: np.random.Generator, palette: str = "al
 
 
 def sprite_scenes(n: int, seed: int, valid_fraction: float = 0.5) -> dict[str, np.ndarray]:
-    """n scenes over SVQ's three settings: image uint8 [N,64,64,3], label (rule: valid) [N], kind [N]
-    (index into SPRITE_KINDS), setting [N] (index into SPRITE_SETTINGS). Half are drawn by the odd-one-out
-    rule, the rest evenly from the other kinds."""
+    """n scenes over SVQ's three settings: image uint8 [N,64,64,3], label (rule: valid) [N], codes [N,4,2]
+    (colour, shape; -1 past a 3-object scene's objects), centre [N,4,2] (x, y in [0,1]), counts [N,19]
+    (value_counts), kind [N] (index into SPRITE_KINDS), setting [N] (index into SPRITE_SETTINGS). Half are
+    drawn by the odd-one-out rule, the rest evenly from the other kinds."""
     rng = np.random.default_rng([seed, 14])
-    per = np.array_split(np.arange(n), len(SPRITE_SETTINGS))
-    images, labels, kinds, settings, counts = [], [], [], [], []
-    for s, idx in enumerate(per):
+    m = max(s["num_objects"] for s in SPRITE_SETTINGS)
+    parts = {k: [] for k in ("image", "label", "codes", "centre", "counts", "kind", "setting")}
+    for s, idx in enumerate(np.array_split(np.arange(n), len(SPRITE_SETTINGS))):
         p = sprites.SpritesParams(variant="random", **SPRITE_SETTINGS[s])
         drawn = np.where(rng.random(len(idx)) < valid_fraction, 0, rng.integers(1, len(SPRITE_KINDS), len(idx)))
         codes = np.stack([sprite_codes(SPRITE_KINDS[k], p.num_objects, rng) for k in drawn]) if len(idx) else \
             np.zeros((0, p.num_objects, 2), np.int64)
-        image, _, _ = sprites.render(codes, rng, p)
-        images.append(image), kinds.append(drawn), settings.append(np.full(len(idx), s))
-        labels.append(np.array([odd_one_out_valid(c) for c in codes], bool))
-        counts.append(value_counts(codes))
-    return {"image": np.concatenate(images), "label": np.concatenate(labels), "counts": np.concatenate(counts),
-            "kind": np.concatenate(kinds).astype(np.int64), "setting": np.concatenate(settings).astype(np.int64)}
+        image, _, centre = sprites.render(codes, rng, p)
+        pad = [(0, 0), (0, m - p.num_objects), (0, 0)]
+        parts["image"].append(image), parts["kind"].append(drawn), parts["setting"].append(np.full(len(idx), s))
+        parts["label"].append(np.array([odd_one_out_valid(c) for c in codes], bool))
+        parts["codes"].append(np.pad(codes, pad, constant_values=-1))
+        parts["centre"].append(np.pad(centre, pad).astype(np.float32)), parts["counts"].append(value_counts(codes))
+    out = {k: np.concatenate(v) for k, v in parts.items()}
+    out["kind"], out["setting"] = out["kind"].astype(np.int64), out["setting"].astype(np.int64)
+    return out
 
 
 def value_counts(codes: np.ndarray) -> np.ndarray:
@@ -72,3 +76,66 @@ def value_counts(codes: np.ndarray) -> np.ndarray:
 def valid_from_counts(counts: np.ndarray) -> np.ndarray:
     """The rule on value counts [N,V]: exactly one value, over all properties, held by a single object."""
     return (counts == 1).sum(1) == 1
+
+
+# S-Acc (SRI §5.3, App. A.5 Fig. 8): towers as the dataset builds them, and the failures a generative model
+# makes, each made at one block (and carried by every block above it)
+STACK_KINDS = ("tower", "lifted", "pushed_off", "interpenetrating", "removed")
+
+
+def _moved(block: dict, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0) -> dict:
+    x, y, z = block["pos"]
+    return {**block, "pos": (x + dx, y + dy, z + dz)}
+
+
+def stack_failure(blocks: list[dict], kind: str, rng: np.random.Generator) -> list[dict]:
+    """A copy of a built tower with one failure made visibly (magnitudes in scene units; blocks are 0.3-0.6
+    tall): `lifted` a block and all above it raised by 0.15-0.5 (the first block: off the floor);
+    `pushed_off` moved sideways along x or y until its footprint clears its support by 0.05-0.3;
+    `interpenetrating` sunk into its support by 30-70 % of the lower of the two heights and shifted up to
+    half the support's width; `removed` a block taken out under one that stays where it was."""
+    n = len(blocks)
+    if kind == "tower":
+        return list(blocks)
+    if kind == "removed":
+        if n < 3:
+            raise ValueError("removing a block under another needs a tower of at least 3 blocks")
+        k = int(rng.integers(1, n - 1))
+        return blocks[:k] + blocks[k + 1:]
+    if kind not in STACK_KINDS:
+        raise ValueError(f"unknown stack kind {kind!r} (choose from {', '.join(STACK_KINDS)})")
+    k = int(rng.integers(0 if kind == "lifted" else 1, n))
+    if kind == "lifted":
+        shift = (0.0, 0.0, rng.uniform(0.15, 0.5))
+    elif kind == "pushed_off":
+        axis, sign = int(rng.integers(2)), rng.choice([-1.0, 1.0])
+        clear = blocks[k - 1]["half"][axis] + blocks[k]["half"][axis] + rng.uniform(0.05, 0.3)
+        offset = blocks[k - 1]["pos"][axis] + sign * clear - blocks[k]["pos"][axis]
+        shift = (offset, 0.0, 0.0) if axis == 0 else (0.0, offset, 0.0)
+    else:
+        depth = rng.uniform(0.3, 0.7) * 2 * min(blocks[k]["half"][2], blocks[k - 1]["half"][2])
+        reach, angle = rng.uniform(0, 0.5) * min(blocks[k - 1]["half"][:2]), rng.uniform(0, 2 * np.pi)
+        shift = (reach * np.cos(angle), reach * np.sin(angle), -depth)
+    return blocks[:k] + [_moved(b, *shift) for b in blocks[k:]]
+
+
+def stack_scenes(n: int, seed: int, valid_fraction: float = 0.5,
+                 p: shapestacks.ShapeStacksParams | None = None) -> dict[str, np.ndarray]:
+    """n ShapeStacks scenes: image uint8 [N,H,W,3], mask uint8 [N,H,W] (block k is k + 1), label [N] (the
+    S-Acc rule on the geometry: every block touches its support and none overlaps another by more than
+    0.01), kind [N] (index into STACK_KINDS). Towers come from the dataset's own builder (stable and
+    unstable alike); half the scenes are drawn as failures, evenly over the failure kinds."""
+    p = p or shapestacks.ShapeStacksParams()
+    rng = np.random.default_rng([seed, 15])
+    out = {k: [] for k in ("image", "mask", "label", "kind")}
+    for _ in range(n):
+        kind = 0 if rng.random() < valid_fraction else int(rng.integers(1, len(STACK_KINDS)))
+        low = 3 if STACK_KINDS[kind] == "removed" else p.min_blocks
+        tower = shapestacks.build_tower(rng, int(rng.integers(low, p.max_blocks + 1)), rng.random() < p.unstable_fraction)
+        blocks = stack_failure(tower, STACK_KINDS[kind], rng)
+        model, data = shapestacks.scene_model(blocks, rng, p)
+        label = stack_plausible(shapestacks.support_contacts(model, data, len(blocks)),
+                                shapestacks.penetration(model, data, len(blocks)))
+        image, mask = shapestacks.render_scene(model, data, blocks, rng, p)
+        out["image"].append(image), out["mask"].append(mask), out["label"].append(label), out["kind"].append(kind)
+    return {k: np.stack(v) if v else np.zeros((0,)) for k, v in out.items()}
