@@ -1,8 +1,11 @@
 """python -m common.metrics.judges train --task {generation_accuracy,s_acc} --out DIR [--seed 0] [--steps N] [--report F]
-python -m common.metrics.judges score --judge DIR --images FOLDER [--n 128] [--out metrics.json]
+python -m common.metrics.judges score --judge DIR (--images FOLDER | --dataset DIR [--split test]) [--n 128] [--out F]
 
 train: generator scenes labelled by the rule, a seeded run, the judge saved with its measured accuracy.
-score: a folder of generated PNGs judged, the accuracy with its 95 % Wilson interval and the judge's hash."""
+score: a folder of generated PNGs judged, the accuracy with its 95 % Wilson interval and the judge's hash;
+--dataset judges a prepared dataset's split instead (e.g. the published ShapeStacks converted with
+`python -m common.data.convert`): every real scene holds a plausible stack, so the rate is the judge's
+accuracy on real images."""
 from __future__ import annotations
 
 import argparse
@@ -27,7 +30,10 @@ def main(argv=None) -> int:
     t.add_argument("--report", type=Path, default=None, help="also write the judge's measured record here (JSON)")
     s = sub.add_parser("score")
     s.add_argument("--judge", type=Path, required=True)
-    s.add_argument("--images", type=Path, required=True, help="a folder of generated .png images")
+    images = s.add_mutually_exclusive_group(required=True)
+    images.add_argument("--images", type=Path, help="a folder of generated .png images")
+    images.add_argument("--dataset", type=Path, help="a prepared dataset folder (common/data/store.py)")
+    s.add_argument("--split", default="test", help="the --dataset split to judge")
     s.add_argument("--n", type=int, default=None, help="judge the first n (SRI/LOM: 100, SVQ: 128)")
     s.add_argument("--out", type=Path, default=None, help="write the result here as JSON")
     args = p.parse_args(argv)
@@ -42,7 +48,12 @@ def main(argv=None) -> int:
                               "anchors": record["anchors"]}))
         else:
             from common.metrics.judges.score import load_pngs, score
-            record = score(args.judge, load_pngs(args.images), args.n)
+            if args.images:
+                images = load_pngs(args.images)
+            else:
+                from common.data.store import load_tensors
+                images = load_tensors(args.dataset, args.split)["image"].permute(0, 3, 1, 2).float() / 255
+            record = score(args.judge, images, args.n) | {"images": str(args.images or f"{args.dataset}:{args.split}")}
             if args.out:
                 args.out.write_text(json.dumps(record, indent=2))
             print(json.dumps(record))

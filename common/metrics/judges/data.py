@@ -81,6 +81,7 @@ def valid_from_counts(counts: np.ndarray) -> np.ndarray:
 # S-Acc (SRI §5.3, App. A.5 Fig. 8): towers as the dataset builds them, and the failures a generative model
 # makes, each made at one block (and carried by every block above it)
 STACK_KINDS = ("tower", "lifted", "pushed_off", "interpenetrating", "removed")
+TOLERANCE = 0.01  # overlap (scene units) beyond which two blocks share space
 
 
 def _moved(block: dict, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0) -> dict:
@@ -92,8 +93,8 @@ def stack_failure(blocks: list[dict], kind: str, rng: np.random.Generator) -> li
     """A copy of a built tower with one failure made visibly (magnitudes in scene units; blocks are 0.3-0.6
     tall): `lifted` a block and all above it raised by 0.15-0.5 (the first block: off the floor);
     `pushed_off` moved sideways along x or y until its footprint clears its support by 0.05-0.3;
-    `interpenetrating` sunk into its support by 30-70 % of the lower of the two heights and shifted up to
-    half the support's width; `removed` a block taken out under one that stays where it was."""
+    `interpenetrating` sunk into its support by 40-80 % of the lower of the two heights and shifted
+    sideways by 30-80 % of the support's half-width (so that an edge of one crosses the other); `removed` a block taken out under one that stays where it was."""
     n = len(blocks)
     if kind == "tower":
         return list(blocks)
@@ -113,8 +114,8 @@ def stack_failure(blocks: list[dict], kind: str, rng: np.random.Generator) -> li
         offset = blocks[k - 1]["pos"][axis] + sign * clear - blocks[k]["pos"][axis]
         shift = (offset, 0.0, 0.0) if axis == 0 else (0.0, offset, 0.0)
     else:
-        depth = rng.uniform(0.3, 0.7) * 2 * min(blocks[k]["half"][2], blocks[k - 1]["half"][2])
-        reach, angle = rng.uniform(0, 0.5) * min(blocks[k - 1]["half"][:2]), rng.uniform(0, 2 * np.pi)
+        depth = rng.uniform(0.4, 0.8) * 2 * min(blocks[k]["half"][2], blocks[k - 1]["half"][2])
+        reach, angle = rng.uniform(0.3, 0.8) * min(blocks[k - 1]["half"][:2]), rng.uniform(0, 2 * np.pi)
         shift = (reach * np.cos(angle), reach * np.sin(angle), -depth)
     return blocks[:k] + [_moved(b, *shift) for b in blocks[k:]]
 
@@ -123,19 +124,23 @@ def stack_scenes(n: int, seed: int, valid_fraction: float = 0.5,
                  p: shapestacks.ShapeStacksParams | None = None) -> dict[str, np.ndarray]:
     """n ShapeStacks scenes: image uint8 [N,H,W,3], mask uint8 [N,H,W] (block k is k + 1), label [N] (the
     S-Acc rule on the geometry: every block touches its support and none overlaps another by more than
-    0.01), kind [N] (index into STACK_KINDS). Towers come from the dataset's own builder (stable and
-    unstable alike); half the scenes are drawn as failures, evenly over the failure kinds."""
+    0.01), floating and overlapping [N,M] (per block: no contact with its support; an overlap beyond 0.01),
+    kind [N] (index into STACK_KINDS). Towers come from the dataset's own builder (stable and unstable
+    alike); half the scenes are drawn as failures, evenly over the failure kinds."""
     p = p or shapestacks.ShapeStacksParams()
     rng = np.random.default_rng([seed, 15])
-    out = {k: [] for k in ("image", "mask", "label", "kind")}
+    out = {k: [] for k in ("image", "mask", "label", "floating", "overlapping", "kind")}
     for _ in range(n):
         kind = 0 if rng.random() < valid_fraction else int(rng.integers(1, len(STACK_KINDS)))
         low = 3 if STACK_KINDS[kind] == "removed" else p.min_blocks
         tower = shapestacks.build_tower(rng, int(rng.integers(low, p.max_blocks + 1)), rng.random() < p.unstable_fraction)
         blocks = stack_failure(tower, STACK_KINDS[kind], rng)
         model, data = shapestacks.scene_model(blocks, rng, p)
-        label = stack_plausible(shapestacks.support_contacts(model, data, len(blocks)),
-                                shapestacks.penetration(model, data, len(blocks)))
+        touching = shapestacks.support_contacts(model, data, len(blocks))
+        depth = shapestacks.penetration(model, data, len(blocks))
         image, mask = shapestacks.render_scene(model, data, blocks, rng, p)
-        out["image"].append(image), out["mask"].append(mask), out["label"].append(label), out["kind"].append(kind)
-    return {k: np.stack(v) if v else np.zeros((0,)) for k, v in out.items()}
+        pad = lambda a: np.pad(a, (0, p.max_blocks - len(blocks)))
+        out["image"].append(image), out["mask"].append(mask), out["kind"].append(kind)
+        out["label"].append(stack_plausible(touching, depth, TOLERANCE))
+        out["floating"].append(pad(~touching)), out["overlapping"].append(pad(depth > TOLERANCE))
+    return {k: np.stack(v) for k, v in out.items()}

@@ -144,36 +144,59 @@ class StackJudgeConfig:
     task: Literal["s_acc"] = "s_acc"
     resolution: tuple[int, int] = (64, 64)
     channels: tuple[int, ...] = (32, 64, 128, 128)  # one conv, then a stride-2 conv, per scale
+    map_after: int = 2  # the failure maps are read after this many scales (16x16 of a 64 px image)
     hidden: int = 256
+    map_weight: float = 1.0  # weight of the failure maps' loss beside the verdict's
 
 
 class StackJudge(HubModel):
     """The S-Acc judge: a CNN that says whether a ShapeStacks image holds a plausible stack (every block
-    touching its support, none sharing space with another), trained on rule-labelled generator scenes."""
+    touching its support, none sharing space with another), trained on rule-labelled generator scenes.
+    Beside the verdict it learns where the failures are: maps of block pixels, floating blocks' pixels and
+    overlapping blocks' pixels (the geometry's labels, through the generator's masks)."""
     config_class = StackJudgeConfig
+    MAPS = ("block", "floating", "overlapping")
 
     def __init__(self, config: StackJudgeConfig):
         super().__init__()
         self.config = c = config
-        layers, c_in = [], 3
+        stages, c_in = [], 3
         for ch in c.channels:
-            layers += _conv(c_in, ch) + _conv(ch, ch, stride=2)
+            stages.append(nn.Sequential(*_conv(c_in, ch), *_conv(ch, ch, stride=2)))
             c_in = ch
+        self.early, self.late = nn.Sequential(*stages[:c.map_after]), nn.Sequential(*stages[c.map_after:])
+        self.maps = nn.Conv2d(c.channels[c.map_after - 1], len(self.MAPS), 1)
         side = (c.resolution[0] // 2 ** len(c.channels), c.resolution[1] // 2 ** len(c.channels))
-        self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * side[0] * side[1], c.hidden), nn.ReLU(),
-                                 nn.Linear(c.hidden, 1))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side[0] * side[1], c.hidden), nn.ReLU(),
+                                  nn.Linear(c.hidden, 1))
 
-    def forward(self, images: Tensor) -> Tensor:
-        """images [B,3,H,W] in [0,1] -> logit [B] that the stack is plausible."""
-        return self.net(images).squeeze(1)
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """images [B,3,H,W] in [0,1] -> logit [B] that the stack is plausible, map logits [B,3,h,w]."""
+        features = self.early(images)
+        return self.head(self.late(features)).squeeze(1), self.maps(features)
 
-    def loss(self, images: Tensor, label: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return F.binary_cross_entropy_with_logits(self(images), label.float())
+    def loss(self, images: Tensor, label: Tensor, mask: Tensor, floating: Tensor, overlapping: Tensor,
+             generator: torch.Generator | None = None) -> Tensor:
+        """BCE of the verdict plus map_weight x BCE of the maps; mask [B,H,W] (block k is k + 1), floating and
+        overlapping [B,M] per block. A map cell is on where any pixel of it is."""
+        logit, maps = self(images)
+        target = self.failure_maps(mask, floating, overlapping, maps.shape[2:])
+        return F.binary_cross_entropy_with_logits(logit, label.float()) + \
+            self.config.map_weight * F.binary_cross_entropy_with_logits(maps, target)
+
+    @staticmethod
+    def failure_maps(mask: Tensor, floating: Tensor, overlapping: Tensor, size: tuple[int, int]) -> Tensor:
+        """The maps' targets [B,3,h,w] (MAPS): cells holding any pixel of a block, of a floating block, of
+        an overlapping block. mask [B,H,W] (block k is k + 1), floating and overlapping bool [B,M]."""
+        blocks = F.one_hot(mask.long(), floating.shape[1] + 1)[..., 1:].float()  # [B,H,W,M]
+        pixels = torch.stack([blocks.amax(-1), (blocks * floating[:, None, None].float()).amax(-1),
+                              (blocks * overlapping[:, None, None].float()).amax(-1)], 1)  # [B,3,H,W]
+        return F.adaptive_max_pool2d(pixels, size)
 
     @torch.no_grad()
     def verdicts(self, images: Tensor, batch_size: int = 256) -> Tensor:
         """bool [N]: whether each image (float [N,3,H,W] in [0,1]) holds a plausible stack."""
-        return torch.cat([self(x) > 0 for x in images.split(batch_size)])
+        return torch.cat([self(x)[0] > 0 for x in images.split(batch_size)])
 
 
 JUDGES = {"generation_accuracy": SpriteJudge, "s_acc": StackJudge}

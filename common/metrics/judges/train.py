@@ -47,7 +47,7 @@ def _real_stacks(n: int, seed: int) -> dict:
 
 
 TASKS = {"generation_accuracy": Task(sprite_scenes, SPRITE_KINDS, ("centre", "codes"), _real_sprites),
-         "s_acc": Task(stack_scenes, STACK_KINDS, ("label",), _real_stacks)}
+         "s_acc": Task(stack_scenes, STACK_KINDS, ("label", "mask", "floating", "overlapping"), _real_stacks)}
 
 
 def composite(images: np.ndarray, masks: np.ndarray, base: np.ndarray) -> np.ndarray:
