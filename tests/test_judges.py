@@ -91,8 +91,13 @@ def _geometry(blocks):
 def test_each_stack_failure_breaks_the_touching_rule_by_geometry(kind):
     rng = np.random.default_rng(1)
     for _ in range(5):
-        blocks = stack_failure(_tower(), kind, rng)
+        azimuth = rng.uniform(0, 360)
+        blocks = stack_failure(_tower(), kind, rng, azimuth)
         touching, depth = _geometry(blocks)
+        if kind in ("pushed_off", "interpenetrating"):  # moved across the camera's line of sight
+            moved = np.array([b["pos"][:2] for b in blocks]) - np.array([b["pos"][:2] for b in _tower()])
+            sight = np.array([np.cos(np.deg2rad(azimuth)), np.sin(np.deg2rad(azimuth))])
+            assert np.abs(moved @ sight).max() < 1e-9 and np.abs(moved).max() > 0.05
         assert stack_plausible(touching, depth) == (kind == "tower"), (kind, touching, depth)
         if kind == "interpenetrating":
             assert touching.all() and depth.max() >= 0.4 * 0.5 - 1e-6  # sunk 40-80 % of a 0.5-tall block
@@ -101,7 +106,7 @@ def test_each_stack_failure_breaks_the_touching_rule_by_geometry(kind):
         elif kind != "tower":
             assert not touching.all() and depth.max() < 1e-3
     with pytest.raises(ValueError, match="at least 3 blocks"):
-        stack_failure(_tower(2), "removed", rng)
+        stack_failure(_tower(2), "removed", rng, 0.0)
 
 
 def test_penetration_measures_the_overlap_of_two_blocks():

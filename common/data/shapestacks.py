@@ -154,9 +154,10 @@ def scene_model(blocks: list[dict], rng: np.random.Generator, p: ShapeStacksPara
     return model, mj.MjData(model)
 
 
-def render_scene(model, data, blocks: list[dict], rng: np.random.Generator, p: ShapeStacksParams):
-    """The tower seen from a random azimuth and elevation, framed by its height: image uint8 [H,W,3],
-    mask uint8 [H,W] (block k is k + 1)."""
+def render_scene(model, data, blocks: list[dict], rng: np.random.Generator, p: ShapeStacksParams,
+                 azimuth: float | None = None):
+    """The tower seen from a random (or the given) azimuth in degrees and a random elevation, framed by its
+    height: image uint8 [H,W,3], mask uint8 [H,W] (block k is k + 1)."""
     mj = import_mujoco()
     if p.size not in _RENDERERS:
         template = mj.MjModel.from_xml_string(tower_xml(build_tower(np.random.default_rng(0), p.max_blocks, False)))
@@ -164,8 +165,8 @@ def render_scene(model, data, blocks: list[dict], rng: np.random.Generator, p: S
         _RENDERERS[p.size] = OffscreenRenderer(template, p.size, p.size)
     height = sum(2 * b["half"][2] for b in blocks)
     distance = min(1.4 + 0.8 * height, 2.7)  # stay inside the walls (at 3 units)
-    image, geom = _RENDERERS[p.size].render(model, data, (0, 0, height / 2), distance, rng.uniform(0, 360),
-                                            rng.uniform(-25, -5))
+    azimuth = rng.uniform(0, 360) if azimuth is None else azimuth
+    image, geom = _RENDERERS[p.size].render(model, data, (0, 0, height / 2), distance, azimuth, rng.uniform(-25, -5))
     mask = np.zeros(geom.shape, np.uint8)
     for k in range(len(blocks)):
         mask[geom == mj.mj_name2id(model, mj.mjtObj.mjOBJ_GEOM, f"g{k}")] = k + 1

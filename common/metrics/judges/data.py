@@ -89,12 +89,14 @@ def _moved(block: dict, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0) -> di
     return {**block, "pos": (x + dx, y + dy, z + dz)}
 
 
-def stack_failure(blocks: list[dict], kind: str, rng: np.random.Generator) -> list[dict]:
-    """A copy of a built tower with one failure made visibly (magnitudes in scene units; blocks are 0.3-0.6
-    tall): `lifted` a block and all above it raised by 0.15-0.5 (the first block: off the floor);
-    `pushed_off` moved sideways along x or y until its footprint clears its support by 0.05-0.3;
-    `interpenetrating` sunk into its support by 40-80 % of the lower of the two heights and shifted
-    sideways by 30-80 % of the support's half-width (so that an edge of one crosses the other); `removed` a block taken out under one that stays where it was."""
+def stack_failure(blocks: list[dict], kind: str, rng: np.random.Generator, azimuth: float) -> list[dict]:
+    """A copy of a built tower with one failure made so that a camera at `azimuth` (degrees) sees it
+    (magnitudes in scene units; blocks are 0.3-0.6 tall): `lifted` a block and all above it raised by
+    0.2-0.5 (the first block: off the floor); `pushed_off` moved across the line of sight until the
+    circles around the two footprints are 0.05-0.3 apart; `interpenetrating` sunk into its support by
+    40-80 % of the lower of the two heights and moved across the line of sight by 30-80 % of the support's
+    half-width (so that an edge of one crosses the other); `removed` a block taken out under one that
+    stays where it was."""
     n = len(blocks)
     if kind == "tower":
         return list(blocks)
@@ -106,17 +108,19 @@ def stack_failure(blocks: list[dict], kind: str, rng: np.random.Generator) -> li
     if kind not in STACK_KINDS:
         raise ValueError(f"unknown stack kind {kind!r} (choose from {', '.join(STACK_KINDS)})")
     k = int(rng.integers(0 if kind == "lifted" else 1, n))
+    a = np.deg2rad(azimuth)
+    across = rng.choice([-1.0, 1.0]) * np.array([-np.sin(a), np.cos(a)])  # horizontal in the image
+    below, block = blocks[k - 1], blocks[k]
     if kind == "lifted":
-        shift = (0.0, 0.0, rng.uniform(0.15, 0.5))
+        shift = (0.0, 0.0, rng.uniform(0.2, 0.5))
     elif kind == "pushed_off":
-        axis, sign = int(rng.integers(2)), rng.choice([-1.0, 1.0])
-        clear = blocks[k - 1]["half"][axis] + blocks[k]["half"][axis] + rng.uniform(0.05, 0.3)
-        offset = blocks[k - 1]["pos"][axis] + sign * clear - blocks[k]["pos"][axis]
-        shift = (offset, 0.0, 0.0) if axis == 0 else (0.0, offset, 0.0)
+        clear = np.hypot(*below["half"][:2]) + np.hypot(*block["half"][:2]) + rng.uniform(0.05, 0.3)
+        target = np.array(below["pos"][:2]) + clear * across
+        shift = (*(target - np.array(block["pos"][:2])), 0.0)
     else:
-        depth = rng.uniform(0.4, 0.8) * 2 * min(blocks[k]["half"][2], blocks[k - 1]["half"][2])
-        reach, angle = rng.uniform(0.3, 0.8) * min(blocks[k - 1]["half"][:2]), rng.uniform(0, 2 * np.pi)
-        shift = (reach * np.cos(angle), reach * np.sin(angle), -depth)
+        depth = rng.uniform(0.4, 0.8) * 2 * min(block["half"][2], below["half"][2])
+        reach = rng.uniform(0.3, 0.8) * min(below["half"][:2])
+        shift = (*(reach * across), -depth)
     return blocks[:k] + [_moved(b, *shift) for b in blocks[k:]]
 
 
@@ -134,11 +138,12 @@ def stack_scenes(n: int, seed: int, valid_fraction: float = 0.5,
         kind = 0 if rng.random() < valid_fraction else int(rng.integers(1, len(STACK_KINDS)))
         low = 3 if STACK_KINDS[kind] == "removed" else p.min_blocks
         tower = shapestacks.build_tower(rng, int(rng.integers(low, p.max_blocks + 1)), rng.random() < p.unstable_fraction)
-        blocks = stack_failure(tower, STACK_KINDS[kind], rng)
+        azimuth = rng.uniform(0, 360)
+        blocks = stack_failure(tower, STACK_KINDS[kind], rng, azimuth)
         model, data = shapestacks.scene_model(blocks, rng, p)
         touching = shapestacks.support_contacts(model, data, len(blocks))
         depth = shapestacks.penetration(model, data, len(blocks))
-        image, mask = shapestacks.render_scene(model, data, blocks, rng, p)
+        image, mask = shapestacks.render_scene(model, data, blocks, rng, p, azimuth)
         pad = lambda a: np.pad(a, (0, p.max_blocks - len(blocks)))
         out["image"].append(image), out["mask"].append(mask), out["kind"].append(kind)
         out["label"].append(stack_plausible(touching, depth, TOLERANCE))
