@@ -1,5 +1,6 @@
 """python -m common.metrics.judges train --task {generation_accuracy,s_acc} --out DIR [--seed 0] [--steps N] [--report F]
 python -m common.metrics.judges score --judge DIR (--images FOLDER | --dataset DIR [--split test]) [--n 128] [--out F]
+python -m common.metrics.judges card RECORD.json  (its tables as RECORD.md, for reports/judges/)
 
 train: generator scenes labelled by the rule, a seeded run, the judge saved with its measured accuracy.
 score: a folder of generated PNGs judged, the accuracy with its 95 % Wilson interval and the judge's hash;
@@ -36,6 +37,8 @@ def main(argv=None) -> int:
     s.add_argument("--split", default="test", help="the --dataset split to judge")
     s.add_argument("--n", type=int, default=None, help="judge the first n (SRI/LOM: 100, SVQ: 128)")
     s.add_argument("--out", type=Path, default=None, help="write the result here as JSON")
+    c = sub.add_parser("card")
+    c.add_argument("record", type=Path, help="a record written by train --report")
     args = p.parse_args(argv)
     try:
         if args.command == "train":
@@ -46,6 +49,9 @@ def main(argv=None) -> int:
                 args.report.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
             print(json.dumps({"accuracy": {k: v.get("overall", v) for k, v in record["accuracy"].items()},
                               "anchors": record["anchors"]}))
+        elif args.command == "card":
+            from common.metrics.judges.report import write
+            print(write(args.record))
         else:
             from common.metrics.judges.score import load_pngs, score
             if args.images:

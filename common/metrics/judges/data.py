@@ -40,12 +40,12 @@ def sprite_codes(kind: str, m: int, rng: np.random.Generator, palette: str = "al
 
 def sprite_scenes(n: int, seed: int, valid_fraction: float = 0.5) -> dict[str, np.ndarray]:
     """n scenes over SVQ's three settings: image uint8 [N,64,64,3], label (rule: valid) [N], codes [N,4,2]
-    (colour, shape; -1 past a 3-object scene's objects), centre [N,4,2] (x, y in [0,1]), counts [N,19]
-    (value_counts), kind [N] (index into SPRITE_KINDS), setting [N] (index into SPRITE_SETTINGS). Half are
+    (colour, shape; -1 past a 3-object scene's objects), centre [N,4,2] (x, y in [0,1]), kind [N] (index
+    into SPRITE_KINDS), setting [N] (index into SPRITE_SETTINGS). Half are
     drawn by the odd-one-out rule, the rest evenly from the other kinds."""
     rng = np.random.default_rng([seed, 14])
     m = max(s["num_objects"] for s in SPRITE_SETTINGS)
-    parts = {k: [] for k in ("image", "label", "codes", "centre", "counts", "kind", "setting")}
+    parts = {k: [] for k in ("image", "label", "codes", "centre", "kind", "setting")}
     for s, idx in enumerate(np.array_split(np.arange(n), len(SPRITE_SETTINGS))):
         p = sprites.SpritesParams(variant="random", **SPRITE_SETTINGS[s])
         drawn = np.where(rng.random(len(idx)) < valid_fraction, 0, rng.integers(1, len(SPRITE_KINDS), len(idx)))
@@ -56,26 +56,10 @@ def sprite_scenes(n: int, seed: int, valid_fraction: float = 0.5) -> dict[str, n
         parts["image"].append(image), parts["kind"].append(drawn), parts["setting"].append(np.full(len(idx), s))
         parts["label"].append(np.array([odd_one_out_valid(c) for c in codes], bool))
         parts["codes"].append(np.pad(codes, pad, constant_values=-1))
-        parts["centre"].append(np.pad(centre, pad).astype(np.float32)), parts["counts"].append(value_counts(codes))
+        parts["centre"].append(np.pad(centre, pad).astype(np.float32))
     out = {k: np.concatenate(v) for k, v in parts.items()}
     out["kind"], out["setting"] = out["kind"].astype(np.int64), out["setting"].astype(np.int64)
     return out
-
-
-def value_counts(codes: np.ndarray) -> np.ndarray:
-    """codes [N,M,2] (colour, shape) -> how many objects have each value [N, 7 + 12]: colours, then shapes."""
-    n = len(codes)
-    colours = np.zeros((n, len(sprites.COLOURS)), np.int64)
-    shapes = np.zeros((n, len(sprites.SHAPES)), np.int64)
-    for i in range(n):
-        np.add.at(colours[i], codes[i, :, 0], 1)
-        np.add.at(shapes[i], codes[i, :, 1], 1)
-    return np.concatenate([colours, shapes], 1)
-
-
-def valid_from_counts(counts: np.ndarray) -> np.ndarray:
-    """The rule on value counts [N,V]: exactly one value, over all properties, held by a single object."""
-    return (counts == 1).sum(1) == 1
 
 
 # S-Acc (SRI §5.3, App. A.5 Fig. 8): towers as the dataset builds them, and the failures a generative model
