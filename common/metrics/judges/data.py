@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from common.data import shapestacks, sprites
-from common.metrics.judges.rules import odd_one_out_valid, stack_plausible
+from common.metrics.judges.rules import TOLERANCE, odd_one_out_valid, stack_plausible
 
 # SVQ's three generation-accuracy sets (Table 2): 3 objects, 4 objects, 4 objects on textured backgrounds
 SPRITE_SETTINGS = ({"num_objects": 3}, {"num_objects": 4}, {"num_objects": 4, "textured_background": True})
@@ -65,7 +65,6 @@ def sprite_scenes(n: int, seed: int, valid_fraction: float = 0.5) -> dict[str, n
 # S-Acc (SRI §5.3, App. A.5 Fig. 8): towers as the dataset builds them, and the failures a generative model
 # makes, each made at one block (and carried by every block above it)
 STACK_KINDS = ("tower", "lifted", "pushed_off", "interpenetrating", "removed")
-TOLERANCE = 0.01  # overlap (scene units) beyond which two blocks share space
 
 
 def _moved(block: dict, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0) -> dict:

@@ -106,7 +106,8 @@ class SpriteJudge(HubModel):
         ranked = logits + 1e-4 * torch.arange(gh * gw, device=logits.device).view(gh, gw) / (gh * gw)  # no ties
         peak = (ranked == F.max_pool2d(ranked[:, None], 5, 1, 2)[:, 0]) & (heat > c.threshold)
         window = F.unfold(heat[:, None], 3, padding=1).view(len(heat), 9, gh, gw)  # [B,9,h,w]
-        dy, dx = torch.meshgrid(torch.arange(-1, 2.0), torch.arange(-1, 2.0), indexing="ij")
+        step = torch.arange(-1, 2.0, device=heat.device)
+        dy, dx = torch.meshgrid(step, step, indexing="ij")
         total = window.sum(1)
         ry = (window * dy.reshape(1, 9, 1, 1)).sum(1) / total  # [B,h,w] offset in cells
         rx = (window * dx.reshape(1, 9, 1, 1)).sum(1) / total
@@ -124,13 +125,9 @@ class SpriteJudge(HubModel):
         out = []
         for x in images.split(batch_size):
             centres = self.find(x)
-            index = torch.cat([torch.full((len(p),), i) for i, p in enumerate(centres)]).long()
-            found = torch.cat(centres) if len(index) else x.new_zeros(0, 2)
-            if len(index):
-                colour, shape = self.read(self.crops(x, index, found))
-                read = torch.stack([colour.argmax(1), shape.argmax(1)], 1).numpy()  # [N,2]
-            else:
-                read = np.zeros((0, 2), np.int64)
+            index = torch.cat([torch.full((len(p),), i, device=x.device) for i, p in enumerate(centres)])
+            colour, shape = self.read(self.crops(x, index, torch.cat(centres)))  # [N,7], [N,12]; N may be 0
+            read = torch.stack([colour.argmax(1), shape.argmax(1)], 1).cpu().numpy()  # [N,2]
             out += np.split(read, np.cumsum([len(p) for p in centres])[:-1])
         return out
 

@@ -32,7 +32,10 @@ def odd_one_out_valid(codes: np.ndarray) -> bool:
     return len(unique_values(codes)) == 1
 
 
-def stack_plausible(touching: np.ndarray, penetration: np.ndarray, tolerance: float = 0.01) -> bool:
+TOLERANCE = 0.01  # overlap (scene units; blocks are 0.3-0.6 tall) beyond which two blocks share space
+
+
+def stack_plausible(touching: np.ndarray, penetration: np.ndarray, tolerance: float = TOLERANCE) -> bool:
     """touching [n] bool: block k rests on block k-1 (the floor for k = 0); penetration [n] >= 0: the
     deepest overlap of block k with any other block, in scene units. Plausible: every block touches its
     support and no two blocks share space beyond `tolerance`."""

@@ -10,11 +10,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from common.hub import CheckpointError
+from common.hub import WEIGHTS, CheckpointError
 from common.metrics.judges.model import JUDGES
 from common.metrics.judges.rules import wilson_interval
-
-WEIGHTS = "model.safetensors"
 
 
 def judge_id(folder: str | Path) -> str:

@@ -26,7 +26,8 @@ class Task:
     scenes: Callable  # (n, seed) -> dict of arrays with "image", "label", "kind"
     kinds: tuple[str, ...]
     targets: tuple[str, ...]  # the arrays the judge's loss takes
-    real: Callable  # (n, seed) -> the dataset's own scenes: image, mask, label (the rule on their truth)
+    real: Callable  # (n, seed) -> the dataset's own scenes: image, label (the rule on their truth), ...
+    composites: Callable  # (real scenes, n, seed) -> images [n,H,W,3] of objects from different scenes
 
 
 def _real_sprites(n: int, seed: int) -> dict:
@@ -46,8 +47,21 @@ def _real_stacks(n: int, seed: int) -> dict:
     return {"image": d["image"], "mask": d["mask"], "label": (d["factor.supported"].astype(bool) | absent).all(1)}
 
 
-TASKS = {"generation_accuracy": Task(sprite_scenes, SPRITE_KINDS, ("centre", "codes"), _real_sprites),
-         "s_acc": Task(stack_scenes, STACK_KINDS, ("label", "mask", "floating", "overlapping"), _real_stacks)}
+def _composite_sprites(real: dict, n: int, seed: int) -> np.ndarray:
+    """Sprites of different 4-object odd-one-out scenes, pasted on black."""
+    d = sprites.generate(n, np.random.default_rng([seed, 17]), sprites.SpritesParams(variant="odd_one_out"))
+    return composite(d["image"], d["mask"], np.zeros_like(d["image"]))
+
+
+def _composite_stacks(real: dict, n: int, seed: int) -> np.ndarray:
+    """Blocks of different dataset towers, pasted over the first tower's image."""
+    return composite(real["image"], real["mask"], real["image"])
+
+
+TASKS = {"generation_accuracy": Task(sprite_scenes, SPRITE_KINDS, ("centre", "codes"), _real_sprites,
+                                     _composite_sprites),
+         "s_acc": Task(stack_scenes, STACK_KINDS, ("label", "mask", "floating", "overlapping"), _real_stacks,
+                       _composite_stacks)}
 
 
 def composite(images: np.ndarray, masks: np.ndarray, base: np.ndarray) -> np.ndarray:
@@ -117,18 +131,13 @@ def measure(judge, test: dict, kinds: tuple[str, ...]) -> dict:
 
 
 def anchors(judge, task: Task, n: int, seed: int) -> dict:
-    """The judge's pass rate on the dataset's own scenes (the rule's rate beside it) and on composites of
-    objects from different scenes (for sprites on black: the rule's rate on the composited codes is not
-    known here, so only the judge's rate is given)."""
+    """The judge's pass rate on the dataset's own scenes (the rule's rate on their truth beside it) and on
+    composites of objects from different scenes (Task.composites; the judge's rate only)."""
     real = task.real(n, seed)
     passed = judge.verdicts(to_float_images(torch.from_numpy(real["image"]))).numpy()
     out = {"dataset": {"judge_pass_rate": float(passed.mean()), "rule_pass_rate": float(real["label"].mean()),
                        "n": len(passed)}}
-    if task is TASKS["s_acc"]:
-        mixed = composite(real["image"], real["mask"], real["image"])
-    else:
-        d = sprites.generate(n, np.random.default_rng([seed, 17]), sprites.SpritesParams(variant="odd_one_out"))
-        mixed = composite(d["image"], d["mask"], np.zeros_like(d["image"]))
+    mixed = task.composites(real, n, seed)
     passed = judge.verdicts(to_float_images(torch.from_numpy(mixed))).numpy()
     out["composited"] = {"judge_pass_rate": float(passed.mean()), "n": len(passed)}
     return out
