@@ -46,6 +46,7 @@ class Stage:
     profile: str
     overrides: tuple[str, ...] = ()  # KEY=VALUE config overrides, as `python -m common.train --set`
     seed: int = 0
+    config_file: Path | None = None  # another paper's or a shared config (a baseline); default configs/<dataset>.yaml
 
     @property
     def name(self) -> str:
@@ -53,7 +54,7 @@ class Stage:
 
     @property
     def config_path(self) -> Path:
-        return ROOT / "papers" / self.paper / "configs" / f"{self.dataset}.yaml"
+        return self.config_file or ROOT / "papers" / self.paper / "configs" / f"{self.dataset}.yaml"
 
     @property
     def data_dir(self) -> Path:

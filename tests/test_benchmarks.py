@@ -217,3 +217,12 @@ def test_genesis_step_labels_its_ratio_as_against_the_recorded_anchor(capsys):
     out = capsys.readouterr().out
     assert "| 2,729,422 |" in out or "2,729,422" in out  # the official 2.73 M parameters
     assert "ours / recorded anchor:" in out and "not a side-by-side ratio" in out
+
+
+def test_sri_step_prints_both_decoders_against_the_recorded_anchor(capsys):
+    from benchmarks import sri_step
+    sri_step.main(batch_size=2, repeats=1, warmup=0)
+    out = capsys.readouterr().out
+    assert "ours, decoder shared" in out and "ours, decoder separate" in out
+    assert "3,634,450" in out  # the official architecture (own SRI decoder) has the anchor's 3.63 M parameters
+    assert "recorded anchor" in out and "not a side-by-side ratio" in out

@@ -113,3 +113,16 @@ def evaluate_samples(real: Tensor, sample: Callable[[int], Tensor], n: int, *, k
 def bits_per_dim(negative_elbo: Tensor, dims: int) -> float:
     """Mean negative ELBO (nats per image [B], continuous likelihood on [0,1] pixels) in bits per dimension."""
     return float(negative_elbo.double().mean() / (dims * math.log(2)))
+
+
+def generation_order(masks: Tensor) -> dict:
+    """How consistent a model's generation order is (SRI §5.1 shows it only as masks coloured by slot, Fig. 4):
+    masks [N,K,1,H,W] of N samples, slots in generation order. A sample's background slot is its largest
+    mask. Returns `background_slot_agreement`, the share of samples whose background is the most common
+    background slot (1.0: always the same slot; 1/K or less: no consistent order), the histogram of
+    background slots, and each slot's mean area (fraction of the image) in generation order."""
+    area = masks.float().flatten(2).mean(2)  # [N,K]
+    counts = torch.bincount(area.argmax(1), minlength=area.shape[1])  # [K]
+    return {"background_slot_agreement": float(counts.max() / len(area)), "background_slot": int(counts.argmax()),
+            "background_slot_histogram": counts.tolist(), "mean_area_per_slot": area.mean(0).tolist(),
+            "n": len(area)}

@@ -198,9 +198,10 @@ class GenesisV2(HubModel, paper_url="https://arxiv.org/abs/2104.09958"):
         mean, s = self.z_head(pooled).chunk(2, -1)  # [B,K,F] each
         return {"log_masks_enc": log_m, "mean": mean, "std": F.softplus(s + 0.5) + 1e-8}
 
-    def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """z [B,K,F] -> RGB means [B,K,3,H,W] (sigmoid), log masks [B,K,1,H,W] (log-softmax over K)."""
-        rgb, logits = split_rgb_mask(self.decoder(z.flatten(0, 1)), z.shape[0])
+    def decode(self, z: Tensor, decoder: nn.Module | None = None) -> tuple[Tensor, Tensor]:
+        """z [B,K,F] -> RGB means [B,K,3,H,W] (sigmoid), log masks [B,K,1,H,W] (log-softmax over K), with
+        this model's spatial broadcast decoder or `decoder` (a copy of it with other weights)."""
+        rgb, logits = split_rgb_mask((decoder or self.decoder)(z.flatten(0, 1)), z.shape[0])
         return rgb.sigmoid(), logits.log_softmax(1)
 
     def nll(self, images: Tensor, rgb: Tensor, log_masks: Tensor) -> Tensor:

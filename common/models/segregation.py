@@ -26,8 +26,10 @@ class Segregation:
 
 @runtime_checkable
 class Segregator(Protocol):
-    """What a segregation backbone offers. `decode(z)` maps slots [B,K,D] to RGB means [B,K,3,H,W] and
-    log masks [B,K,1,H,W]; `after_step(output, ok)` runs its own training-state updates (GECO)."""
+    """What a segregation backbone offers. `decode(z, decoder=None)` maps slots [B,K,D] to RGB means
+    [B,K,3,H,W] and log masks [B,K,1,H,W] with its `decoder` module or a copy of it; `nll(images, rgb,
+    log_masks)` is its likelihood per image [B]; `after_step(output, ok)` runs its own training-state
+    updates (GECO)."""
 
     @property
     def num_slots(self) -> int: ...
@@ -37,6 +39,8 @@ class Segregator(Protocol):
 
     def segregate(self, images: Tensor, step: int | None = None) -> Segregation: ...
 
-    def decode(self, z: Tensor) -> tuple[Tensor, Tensor]: ...
+    def decode(self, z: Tensor, decoder=None) -> tuple[Tensor, Tensor]: ...
+
+    def nll(self, images: Tensor, rgb: Tensor, log_masks: Tensor) -> Tensor: ...
 
     def after_step(self, out: ModelOutput, ok: Tensor | bool = True) -> None: ...
