@@ -217,3 +217,22 @@ def test_smoke_pipeline_through_the_cli(tmp_path):
     assert "not a replication" in report and "Table 2 (SRI-MoG)" in report
     refused = _cli(tmp_path, "baseline", "clevr6_emorl")
     assert refused.returncode == 2 and "no GENESIS-v2 baseline" in refused.stderr
+
+
+def test_each_listed_baseline_has_its_shared_genesis_config():
+    """params.yaml's sri.baselines train GENESIS-v2 with its autoregressive prior and the SRI config's likelihood."""
+    import yaml
+    from pathlib import Path
+
+    from common.pipeline import Stage
+    from common.train.experiment import load_experiment
+    from papers.sri.evaluate import baseline_stage
+    settings = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["sri"]
+    for dataset in settings["baselines"]:
+        stage = Stage("sri", dataset, "smoke")
+        base = baseline_stage(stage)
+        genesis = load_experiment(base.config_path, "smoke").model_config
+        sri = stage.experiment().model_config["genesis_v2"]
+        assert genesis["prior"] == "autoregressive" and genesis["likelihood"] == sri["likelihood"], dataset
+        assert (genesis["sigma"], genesis["num_slots"]) == (sri["sigma"], sri["num_slots"]), dataset
+    assert all(baseline_stage(Stage("sri", d, "smoke")) is None for d in settings["variants"] if "emorl" in d)
