@@ -147,12 +147,18 @@ def initialise(module: nn.Module, scheme: str) -> None:
     (checked 5.1)."""
     for m in module.modules():
         if isinstance(m, nn.Linear):
-            (nn.init.xavier_uniform_(m.weight) if scheme == "xavier" else nn.init.xavier_normal_(m.weight, 0.02))
+            if scheme == "xavier":
+                nn.init.xavier_uniform_(m.weight)
+            else:
+                nn.init.xavier_normal_(m.weight, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.LSTM) and scheme == "xavier":
             for name, p in m.named_parameters():
-                (nn.init.xavier_uniform_(p) if name.startswith("weight") else nn.init.zeros_(p))
+                if name.startswith("weight"):
+                    nn.init.xavier_uniform_(p)
+                else:
+                    nn.init.zeros_(p)
 
 
 def _build_backbone(c: SRIConfig) -> nn.Module:
@@ -166,15 +172,15 @@ def _build_backbone(c: SRIConfig) -> nn.Module:
     return EfficientMORL(c.emorl)
 
 
-class SRI(HubModel, paper_url="https://arxiv.org/abs/2206.10133"):
+class SRI(HubModel, paper_url="https://github.com/pemami4911/segregate-relate-imagine"):
     """The scene-slot generative model (Eqs. 1-4) trained with SRI inference (Algorithm 2) and
     L = L_seg + L_SRI (Eqs. 11-12). forward(images) -> ModelOutput of the aligned posterior's decoding."""
 
     config_class = SRIConfig
-    citation = """@article{emami2022sri,
+    citation = """@misc{emami2023sri,
   title={Towards Improving the Generation Quality of Autoregressive Slot VAEs},
   author={Emami, Patrick and He, Pan and Ranka, Sanjay and Rangarajan, Anand},
-  journal={arXiv preprint arXiv:2206.10133}, year={2022}}"""
+  note={Code: https://github.com/pemami4911/segregate-relate-imagine}}"""
 
     def __init__(self, config: SRIConfig):
         super().__init__()
