@@ -279,3 +279,26 @@ def test_train_and_evaluate_on_a_saved_dataset(tmp_path):
     import json
     record = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
     assert record["metrics"]["n_images"] == 8 and record["dataset"] == str(data) and record["eval_split"] == "test"
+
+
+def test_keep_freed_memory_stops_refaulting_large_activations():
+    """After keep_freed_memory(), a 200 MB tensor allocated again and again reuses the freed heap instead of
+    being faulted in page by page each time (glibc's mmap above 32 MiB)."""
+    import subprocess
+    import sys
+    code = """
+import resource, sys, torch
+from common.train.memory import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+for _ in range(4):  # warm-up, as a training loop's first steps (glibc settles its heap in two or three)
+    torch.empty(50_000_000).fill_(1.0)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(4):
+    torch.empty(50_000_000).fill_(1.0)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+    faults = {mode: int(subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True,
+                                       check=True).stdout) for mode in ("default", "keep")}
+    assert faults["default"] > 4 * 40_000  # 4 x 200 MB in 4 KiB pages, faulted in each time
+    assert faults["keep"] < faults["default"] / 20

@@ -32,6 +32,7 @@ from common.config import at_least
 from common.hub import CheckpointError
 from common.output import ModelOutput
 from common.train.logs import TSVLog
+from common.train.memory import keep_freed_memory
 from common.train.schedules import warmup_decay
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,8 @@ class Trainer:
         self.accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision,
                                                       cpu=not torch.accelerator.is_available())
         acc = self.accelerator
+        if acc.device.type == "cpu":
+            keep_freed_memory()  # large activations are reused, not faulted in again every step
         set_seed(config.seed, device_specific=True)  # seed + rank: each process draws its own noise
         data_device = acc.device if config.data_on_device else torch.device("cpu")
         self.images = images.to(data_device)  # uint8 [N,H,W,3]
