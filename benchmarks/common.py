@@ -1,14 +1,18 @@
-"""Timing helpers: median wall time of a callable after warm-up, on CPU or CUDA; peak memory."""
+"""Timing helpers: median wall time of a callable after warm-up, on CPU or CUDA; a full training step through
+the shared Trainer; peak memory."""
 from __future__ import annotations
 
 import ctypes
 import gc
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from common.train import TrainConfig, Trainer
 
 
 def seconds(fn: Callable[[], object], clock: Callable[[], float] = time.perf_counter) -> float:
@@ -81,3 +85,17 @@ def forward_timings(model, x: torch.Tensor, repeats: int, **kwargs) -> dict:
     else:
         out["peak GB"] = cpu_peak_gb(forward_backward)
     return out
+
+
+def trainer_step_seconds(model, images: torch.Tensor, batch_size: int, repeats: int, warmup: int) -> float:
+    """Median seconds of one full optimiser step of `model` through the shared Trainer (forward, backward,
+    Adam, the model's after_step: GECO) on the first batch of `images` (uint8 [N,H,W,3])."""
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(model, images, TrainConfig(batch_size=batch_size, lr=1e-4, clip="none"), out)
+        batch = trainer.batch(0)
+
+        def step() -> None:
+            output, ok = trainer.train_step(batch)
+            model.after_step(output, ok)
+
+        return median_seconds(step, repeats, warmup)

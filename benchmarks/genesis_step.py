@@ -9,16 +9,13 @@ code on a 2-core CPU with torch 2.13 (implementation-notes §9, 2.73 M parameter
 """
 from __future__ import annotations
 
-import tempfile
-
 import torch
 
-from benchmarks.common import median_seconds, table
+from benchmarks.common import table, trainer_step_seconds
 from benchmarks.official import ANCHOR_LABEL, parameters
 from common.data import generate_split
 from common.models.genesis_v2 import GenesisV2, GenesisV2Config
 from common.provenance import hardware
-from common.train import TrainConfig, Trainer
 
 ANCHOR_S = 9.54
 
@@ -29,15 +26,7 @@ def main(*, batch_size: int = 32, repeats: int = 5, warmup: int = 1) -> None:
     torch.manual_seed(0)
     model = GenesisV2(GenesisV2Config())  # the ShapeStacks defaults: the anchor's config
     images = torch.from_numpy(generate_split("shapestacks", batch_size, 0)[1]["image"])
-    with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(model, images, TrainConfig(batch_size=batch_size, lr=1e-4, clip="none"), out)
-        batch = trainer.batch(0)
-
-        def step() -> None:
-            out, ok = trainer.train_step(batch)
-            model.after_step(out, ok)
-
-        seconds = median_seconds(step, repeats, warmup)
+    seconds = trainer_step_seconds(model, images, batch_size, repeats, warmup)
     print(table([{"code": "ours (shared Trainer step)", "median s": seconds, "params": parameters(model)},
                  {"code": f"official: {ANCHOR_LABEL}", "median s": ANCHOR_S, "params": "2.73 M"}]))
     print(f"ours / recorded anchor: {seconds / ANCHOR_S:.2f} (target <= 0.5; not a side-by-side ratio)")

@@ -8,15 +8,12 @@ The ratio printed is against the recorded anchor, 15.26 s/step measured once for
 """
 from __future__ import annotations
 
-import tempfile
-
 import torch
 
-from benchmarks.common import median_seconds, table
+from benchmarks.common import table, trainer_step_seconds
 from benchmarks.official import ANCHOR_LABEL, parameters
 from common.data import generate_split
 from common.provenance import hardware
-from common.train import TrainConfig, Trainer
 from papers.sri.model import SRI, SRIConfig
 
 ANCHOR_S = 15.26
@@ -25,16 +22,7 @@ ANCHOR_S = 15.26
 def time_step(config: SRIConfig, images: torch.Tensor, batch_size: int, repeats: int, warmup: int) -> dict:
     torch.manual_seed(0)
     model = SRI(config)
-    with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(model, images, TrainConfig(batch_size=batch_size, lr=1e-4, clip="none"), out)
-        batch = trainer.batch(0)
-
-        def step() -> None:
-            out, ok = trainer.train_step(batch)
-            model.after_step(out, ok)
-
-        seconds = median_seconds(step, repeats, warmup)
-    return {"median s": seconds, "params": parameters(model)}
+    return {"median s": trainer_step_seconds(model, images, batch_size, repeats, warmup), "params": parameters(model)}
 
 
 def main(*, batch_size: int = 32, repeats: int = 5, warmup: int = 1) -> None:
