@@ -60,9 +60,9 @@ def judge_dir(profile: str) -> Path:
 
 
 @torch.no_grad()
-def draw(model, n: int, temperature: float, generator: torch.Generator, batch_size: int, **kw) -> dict:
+def draw(model, n: int, temperature: float, generator: torch.Generator, batch_size: int) -> dict:
     """n samples in batches: images float [n,3,H,W] and masks [n,K,1,H,W] on the CPU."""
-    parts = [model.sample(min(batch_size, n - i), temperature, generator=generator, **kw) for i in range(0, n, batch_size)]
+    parts = [model.sample(min(batch_size, n - i), temperature, generator=generator) for i in range(0, n, batch_size)]
     return {k: torch.cat([p[k].cpu() for p in parts]) for k in ("images", "masks")}
 
 
