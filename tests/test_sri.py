@@ -113,6 +113,16 @@ def test_temperature_scales_the_sampled_std():
     assert scenes.shape == (2, 16)  # sample() runs at any temperature
 
 
+@pytest.mark.parametrize("switches", [{}, {"scene_variable": False}, {"cross_order_kl": False},
+                                      {"order_alignment": False, "cross_order_kl": False}, {"decoder": "separate"}],
+                         ids=["sri", "no_scene", "no_cross_kl", "no_alignment", "separate_decoder"])
+def test_every_parameter_learns_in_every_variant(switches):
+    """One step's loss reaches every parameter (multi-GPU DDP refuses parameters that never get a gradient)."""
+    model = _model(**switches)
+    model(torch.rand(2, 3, SIZE, SIZE), step=0).loss.backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+
+
 def test_ablation_switches():
     x = torch.rand(2, 3, SIZE, SIZE)
     no_scene = _model(scene_variable=False)  # Table 3a: p(z_1) = N(0, I), no q(s | x)

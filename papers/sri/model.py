@@ -105,9 +105,9 @@ class SlotLSTM(nn.Module):
     p(z_pi_k | z_pi_<k, s) (Eq. 2, heads for mean and variance) or the posterior's variance model
     (Eq. 7, a variance head only). Without a scene variable (Table 3a) the first input is zero."""
 
-    def __init__(self, z: int, s: int, hidden: int, heads: tuple[str, ...]):
+    def __init__(self, z: int, s: int | None, hidden: int, heads: tuple[str, ...]):
         super().__init__()
-        self.project = nn.Sequential(nn.Linear(s, z), nn.GELU())  # W_s
+        self.project = nn.Sequential(nn.Linear(s, z), nn.GELU()) if s else None  # W_s (none without a scene variable)
         self.lstm = nn.LSTM(z, hidden, batch_first=True)
         self.heads = nn.ModuleDict({name: nn.Linear(hidden, z) for name in heads})
 
@@ -190,6 +190,7 @@ class SRI(HubModel, paper_url="https://github.com/pemami4911/segregate-relate-im
         self.backbone = _build_backbone(c)
         z, s = self.backbone.slot_dim, c.scene_dim
         self.relate = SceneEncoder(z, s, c.relate_layers) if c.scene_variable else None
+        s = s if c.scene_variable else None
         self.prior = SlotLSTM(z, s, c.hidden, ("mean", "pre_var"))  # LSTM_theta
         self.posterior = SlotLSTM(z, s, c.hidden, ("pre_var",))  # LSTM_phi
         for module in (self.relate, self.prior, self.posterior):
