@@ -46,9 +46,11 @@ class SRIEval:
 
 def baseline_stage(stage: Stage) -> Stage | None:
     """GENESIS-v2 with its autoregressive prior and the same likelihood (Table 2's GENv2-G / GENv2-MoG rows) on
-    this stage's data, from the shared config; None for SRI-EMORL (EMORL's own runs are in papers/emorl)."""
-    mc = stage.experiment().model_config
-    if mc.get("backbone", "genesis_v2") != "genesis_v2":
+    this stage's data, from the shared config; None for SRI-EMORL (EMORL's own runs are in papers/emorl) and
+    for Table 4's GENv2 + scene variable (itself a baseline)."""
+    exp = stage.experiment()
+    mc = exp.model_config
+    if exp.model != "papers.sri.model:SRI" or mc.get("backbone", "genesis_v2") != "genesis_v2":
         return None
     data = stage.experiment().data.name
     flavour = "g" if mc.get("genesis_v2", {}).get("likelihood") == "gaussian" else "mog"
@@ -130,7 +132,8 @@ def evaluate(stage: Stage) -> Path:
     record.update(dataset=stage.dataset, config=exp.model_config, eval=dataclasses.asdict(cfg))
     base = baseline_stage(stage)
     if base is None:
-        record["baseline"] = {"status": "none: SRI-EMORL's baseline is EfficientMORL (papers/emorl)"}
+        record["baseline"] = {"status": "none of its own (SRI-EMORL's is EfficientMORL in papers/emorl; Table 4's "
+                                        "GENv2 + scene variable is itself a baseline)"}
     elif (base.run_dir / "model").is_dir():
         record["baseline"] = {**evaluate_run(base.run_dir, cfg, out / "baseline", judge),
                               "label": f"GENESIS-v2, autoregressive prior ({base.config_path.name})"}

@@ -132,6 +132,9 @@ CLAIMS = [  # the results of record (reports/README.md): paper's number, where o
     *(Claim(OURS_TABLE3[r], "FID", *TABLE3[r]["fid"], RUNS, f"Table 3 {r})", FID) for r in "abcd"),
     *(Claim(OURS_TABLE3[r], "-ELBO (bpd)", *TABLE3[r]["bpd"], RUNS, f"Table 3 {r})", BPD) for r in "abcd"),
     *(Claim(OURS_TABLE3[r], "S-Acc (%)", *TABLE3[r]["s_acc"], RUNS, f"Table 3 {r})", SACC, 100) for r in "abc"),
+    # Table 4's GENv2 + scene variable (papers/sri/scene_baseline.py).
+    *(Claim("shapestacks_genv2_scene", name, *TABLE4["GENv2 + scene variable"][k], RUNS, "Table 4", key, scale)
+      for name, k, key, scale in (("FID", "fid", FID, 1), ("-ELBO (bpd)", "bpd", BPD, 1), ("S-Acc (%)", "s_acc", SACC, 100))),
     # SRI-EMORL on CLEVR6, text only.
     Claim("clevr6_emorl", "FID", *SRI_EMORL_CLEVR6_FID, None, "§5.3", FID),
 ]
