@@ -60,8 +60,8 @@ results: venv
 	$(PY) -m papers.results
 
 publish: venv
-	@test -n "$(REPO_ID)" || { echo "usage: make publish PAPER=<name> RUN=<dir> REPO_ID=<user/name>"; exit 2; }
-	$(PY) -m common.hub push --run "$(RUN)" --repo-id "$(REPO_ID)"
+	@test -n "$(REPO_ID)" || { echo "usage: make publish RUN=<dir> REPO_ID=<user/name> [METRICS=<metrics.json>]"; exit 2; }
+	$(PY) -m common.hub push --run "$(RUN)" --repo-id "$(REPO_ID)" $(if $(METRICS),--metrics "$(METRICS)")
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -127,16 +127,40 @@ def load_weights(model: nn.Module, path: Path, map_location: str = "cpu") -> Non
     model.load_state_dict(state, strict=True)
 
 
-def push(run_dir: Path, repo_id: str, private: bool = True) -> str:
-    """Upload a saved model folder (weights, config, card, metrics) to the Hub. Never run by tests."""
-    from huggingface_hub import HfApi
-
+def model_folder(run_dir: Path) -> Path:
     folder = Path(run_dir) / "model" if (Path(run_dir) / "model" / WEIGHTS).is_file() else Path(run_dir)
     if not (folder / WEIGHTS).is_file():
         raise CheckpointError(f"{folder}: no {WEIGHTS} to publish")
+    return folder
+
+
+def with_evaluation(run_dir: Path, metrics_file: Path, out: Path) -> Path:
+    """The run's saved model re-saved into `out` with an evaluation's record (a pipeline's metrics.json) as
+    its metrics.json and in its model card, so the published card carries the numbers measured for it."""
+    from common.evaluate import load_run
+    try:
+        metrics = json.loads(Path(metrics_file).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{metrics_file}: not an evaluation record ({err})") from err
+    _, model = load_run(Path(run_dir))
+    model.save_pretrained(out, metrics=metrics)
+    return out
+
+
+def push(run_dir: Path, repo_id: str, private: bool = True, metrics_file: Path | None = None) -> str:
+    """Upload a saved model folder (weights, config, card, metrics) to the Hub, with the card carrying
+    `metrics_file` when given (e.g. reports/<paper>/<config>-<profile>/seeds/seed0/metrics.json). Never run
+    by tests."""
+    from huggingface_hub import HfApi
+
+    folder = model_folder(run_dir)
     api = HfApi()
     api.create_repo(repo_id, private=private, exist_ok=True)
-    return str(api.upload_folder(folder_path=str(folder), repo_id=repo_id))
+    if metrics_file is None:
+        return str(api.upload_folder(folder_path=str(folder), repo_id=repo_id))
+    with tempfile.TemporaryDirectory() as tmp:
+        card = with_evaluation(Path(run_dir), metrics_file, Path(tmp) / "model")
+        return str(api.upload_folder(folder_path=str(card), repo_id=repo_id))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -146,8 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--run", required=True, type=Path)
     p.add_argument("--repo-id", required=True)
     p.add_argument("--public", action="store_true")
+    p.add_argument("--metrics", type=Path, default=None, help="an evaluation's metrics.json for the model card")
     args = parser.parse_args(argv)
-    print(push(args.run, args.repo_id, private=not args.public))
+    print(push(args.run, args.repo_id, private=not args.public, metrics_file=args.metrics))
 
 
 if __name__ == "__main__":

@@ -225,6 +225,10 @@ def test_smoke_pipeline_through_the_cli(tmp_path):
     assert all((seed / f).is_file() for f in ("samples.png", "imagination.png", "baseline/samples.png"))
     report = (tmp_path / "reports/sri/shapestacks-smoke/report.md").read_text()
     assert "not a replication" in report and "Table 2 (SRI-MoG)" in report
+    from common.hub import with_evaluation  # what `make publish ... METRICS=` uploads: the card carries the metrics
+    card = with_evaluation(tmp_path / "runs/sri/shapestacks-smoke/seed0", seed / "metrics.json", tmp_path / "card")
+    assert f"| metrics.fid | {m['metrics']['fid']} |" in (card / "README.md").read_text()
+    assert json.loads((card / "metrics.json").read_text()) == m and SRI.from_pretrained(card).config.decoder == "shared"
     refused = _cli(tmp_path, "baseline", "clevr6_emorl")
     assert refused.returncode == 2 and "no GENESIS-v2 baseline" in refused.stderr
 
