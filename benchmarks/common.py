@@ -87,15 +87,20 @@ def forward_timings(model, x: torch.Tensor, repeats: int, **kwargs) -> dict:
     return out
 
 
+def trainer_step(model, images: torch.Tensor, batch_size: int, out: str | Path) -> Callable[[], None]:
+    """One full optimiser step of `model` through the shared Trainer (forward, backward, Adam, the model's
+    after_step: GECO) on the first batch of `images` (uint8 [N,H,W,3]); checkpoints would go to `out`."""
+    trainer = Trainer(model, images, TrainConfig(batch_size=batch_size, lr=1e-4, clip="none"), out)
+    batch = trainer.batch(0)
+
+    def step() -> None:
+        output, ok = trainer.train_step(batch)
+        model.after_step(output, ok)
+
+    return step
+
+
 def trainer_step_seconds(model, images: torch.Tensor, batch_size: int, repeats: int, warmup: int) -> float:
-    """Median seconds of one full optimiser step of `model` through the shared Trainer (forward, backward,
-    Adam, the model's after_step: GECO) on the first batch of `images` (uint8 [N,H,W,3])."""
+    """Median seconds of `trainer_step`."""
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(model, images, TrainConfig(batch_size=batch_size, lr=1e-4, clip="none"), out)
-        batch = trainer.batch(0)
-
-        def step() -> None:
-            output, ok = trainer.train_step(batch)
-            model.after_step(output, ok)
-
-        return median_seconds(step, repeats, warmup)
+        return median_seconds(trainer_step(model, images, batch_size, out), repeats, warmup)

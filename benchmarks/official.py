@@ -56,9 +56,10 @@ def _require_sacred() -> None:
 
 
 def _import_from(root: Path, names: list[str]) -> list:
-    """Import `names` (modules of the checkout's top-level `lib` namespace package) from `root` only."""
-    for name in [m for m in sys.modules if m == "lib" or m.startswith("lib.")]:
-        del sys.modules[name]  # a `lib` from elsewhere (or an earlier checkout) must not answer
+    """Import `names` (modules of the checkout's top-level packages) from `root` only."""
+    packages = {n.split(".")[0] for n in names}
+    for name in [m for m in sys.modules if m.split(".")[0] in packages]:
+        del sys.modules[name]  # a package from elsewhere (or an earlier checkout) must not answer
     sys.path.insert(0, str(root))
     try:
         modules = [importlib.import_module(n) for n in names]
@@ -196,3 +197,73 @@ def describe(path: str | Path, repeats: int, warmup: int) -> str:
 
 def parameters(model: torch.nn.Module) -> str:
     return f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,}"
+
+
+# -- SRI (pemami4911/segregate-relate-imagine) ---------------------------------------------------------
+# `sri/model.py` builds SRI from plain arguments (train.py's ShapeStacks defaults below) and imports GENESIS-v2
+# from the checkout's own third_party/genesis_v2. It needs `attrdict`, whose last release (2.0.1) cannot be
+# imported on Python >= 3.10 (collections.Mapping); when it is missing or broken, a dict with attribute access
+# stands in for it (the model uses it only as a container of its losses and stats).
+SRI_ARGS = dict(K_steps=9, pixel_bound=True, feat_dim=64, semiconv=True, kernel="gaussian", pixel_std=0.7,
+                dynamic_K=False, image_likelihood="MoG-Normed", debug=False, img_size=64, scene_latent_dim=128,
+                scene_encoder_layers=3)  # train.py's defaults: ShapeStacks 64 px, K = 9, z 64, s 128, L 3
+SRI_GECO = dict(goal=0.5655 * 3 * 64 * 64, step_size=1e-6, alpha=0.99, beta_init=1.0, beta_min=1e-10,
+                speedup=10.0)  # train.py's g_* defaults, goal per element times 3 * 64^2, g_lr * 64^2 / 64^2
+
+
+def _attrdict_stand_in() -> None:
+    try:
+        import attrdict  # noqa: F401
+    except Exception:  # ImportError, or 2.0.1's ImportError/AttributeError on collections.Mapping
+        import types
+
+        class AttrDict(dict):
+            def __getattr__(self, key):
+                try:
+                    return self[key]
+                except KeyError as err:
+                    raise AttributeError(key) from err
+
+            def __setattr__(self, key, value):
+                self[key] = value
+
+        sys.modules["attrdict"] = types.SimpleNamespace(AttrDict=AttrDict)
+
+
+@dataclass
+class OfficialSRI:
+    model: torch.nn.Module
+    gecos: tuple  # GENESIS-v2's and SRI's third_party.genesis_v2.geco.GECO, as train.py keeps them
+    optimiser: torch.optim.Optimizer
+
+
+def load_sri(path: str | Path, device: str | torch.device = "cpu") -> OfficialSRI:
+    root = Path(path).expanduser().resolve()
+    if not (root / "sri" / "model.py").is_file():
+        raise OfficialUnavailable(f"{root} has no sri/model.py (a checkout of pemami4911/segregate-relate-imagine?)")
+    _attrdict_stand_in()
+    model_module, geco_module = _import_from(root, ["sri.model", "third_party.genesis_v2.geco"])
+    torch.manual_seed(0)
+    model = model_module.SRI(**SRI_ARGS).to(device)
+    gecos = tuple(geco_module.GECO(**SRI_GECO) for _ in range(2))
+    return OfficialSRI(model, gecos, torch.optim.Adam(model.parameters(), lr=1e-4))
+
+
+def official_sri_step(official: OfficialSRI, images: torch.Tensor) -> Callable[[], None]:
+    """train.py's inner-loop body on the unmodified model: forward, the GENESIS-v2 loss under its GECO
+    plus the SRI loss (scene + rollout + slot KL) under the second GECO, backward, Adam. Images float
+    [B,3,H,W] in [0,1], contiguous NCHW as its loader gives them."""
+    x = images.contiguous()
+    geco, geco_sri = official.gecos
+
+    def step() -> None:
+        official.optimiser.zero_grad()
+        _, losses, *_ = official.model(x)
+        kl_l = losses.kl_l.mean(0) if "kl_l" in losses else torch.stack(losses.kl_l_k, dim=1).mean(dim=0).sum()
+        kl_m = losses.kl_m.mean(0) if "kl_m" in losses else 0.0  # off by train.py's default
+        kl = losses.sri_kl_scene.mean(0) + losses.sri_kl_z_ordered.mean(0) + losses.sri_kl_slot.mean(0)
+        loss = geco.loss(losses.genv2_err.mean(0), kl_l + kl_m) + geco_sri.loss(losses.sri_err.mean(0), kl)
+        loss.backward()
+        official.optimiser.step()
+
+    return step

@@ -1,41 +1,75 @@
 """SRI training step at the speed anchor's config: GENv2-MoG backbone, ShapeStacks 64x64, K=9, |z|=64,
 |s|=128, L=3, batch 32, two GECOs, one full optimiser step (forward, backward, Adam, both GECO updates)
 through the shared Trainer; with the paper's one shared decoder (our default) and with the official code's
-separate SRI decoder (`decoder: separate`, the anchor's architecture).
+separate SRI decoder (`decoder: separate`, the official architecture: the same parameter count).
 
-The ratio printed is against the recorded anchor, 15.26 s/step measured once for the official code on a
-2-core CPU with torch 2.13 (implementation-notes §9, 3.63 M parameters), labelled as such: not side by side.
+`python -m benchmarks sri_step --official PATH` builds the official model from a checkout of
+pemami4911/segregate-relate-imagine (benchmarks/official.py: `load_sri`, `official_sri_step`) and times it
+alternating with ours in this run, on the same inputs; ours / official is then a side-by-side ratio. Our
+Trainer turns on `common.train.memory.keep_freed_memory()`, a process-wide allocator setting, so both sides
+run with it. Without --official (or when the checkout cannot be used: one line says why) it prints ours
+beside the recorded anchor, 15.26 s/step measured once for the official code on a 2-core CPU with torch 2.13
+(implementation-notes §9, 3.63 M parameters), labelled as such.
 """
 from __future__ import annotations
 
+import statistics
+import tempfile
+
 import torch
 
-from benchmarks.common import table, trainer_step_seconds
-from benchmarks.official import ANCHOR_LABEL, parameters
+from benchmarks.common import median_seconds, table, trainer_step
+from benchmarks.official import (ANCHOR_LABEL, OfficialUnavailable, alternating_seconds, describe, load_sri,
+                                 official_sri_step, parameters, side_by_side, skipped)
 from common.data import generate_split
 from common.provenance import hardware
+from common.train.loop import to_float_images
 from papers.sri.model import SRI, SRIConfig
 
 ANCHOR_S = 15.26
+SHARED, SEPARATE, OFFICIAL = "ours, decoder shared", "ours, decoder separate", "official (its train.py step)"
 
 
-def time_step(config: SRIConfig, images: torch.Tensor, batch_size: int, repeats: int, warmup: int) -> dict:
+def _model(decoder: str) -> SRI:
     torch.manual_seed(0)
-    model = SRI(config)
-    return {"median s": trainer_step_seconds(model, images, batch_size, repeats, warmup), "params": parameters(model)}
+    return SRI(SRIConfig(decoder=decoder))
 
 
-def main(*, batch_size: int = 32, repeats: int = 5, warmup: int = 1) -> None:
+def main(official: str | None = None, *, batch_size: int = 32, repeats: int = 5, warmup: int = 1) -> None:
     print(f"SRI-MoG (GENESIS-v2 backbone) 64x64, K=9, |z|=64, |s|=128, L=3, two GECOs, batch {batch_size}, "
           f"one optimiser step, on {hardware()}")
     images = torch.from_numpy(generate_split("shapestacks", batch_size, 0)[1]["image"])
-    rows = []
-    for decoder in ("shared", "separate"):
-        r = time_step(SRIConfig(decoder=decoder), images, batch_size, repeats, warmup)
-        rows.append({"code": f"ours, decoder {decoder}", **r, "ours / anchor": f"{r['median s'] / ANCHOR_S:.2f}"})
-    rows.append({"code": f"official: {ANCHOR_LABEL}", "median s": ANCHOR_S, "params": "3.63 M", "ours / anchor": "1"})
+    models = {SHARED: _model("shared"), SEPARATE: _model("separate")}
+    theirs = None
+    if official is not None:
+        try:
+            theirs = load_sri(official)
+        except OfficialUnavailable as reason:
+            skipped(reason)
+    with tempfile.TemporaryDirectory() as out:
+        steps = {name: trainer_step(m, images, batch_size, f"{out}/{i}") for i, (name, m) in enumerate(models.items())}
+        if theirs is None:
+            rows = [{"code": name, "median s": (s := median_seconds(step, repeats, warmup)),
+                     "params": parameters(models[name]), "ours / anchor": f"{s / ANCHOR_S:.2f}"}
+                    for name, step in steps.items()]
+            rows.append({"code": f"official: {ANCHOR_LABEL}", "median s": ANCHOR_S, "params": "3.63 M",
+                         "ours / anchor": "1"})
+            print(table(rows))
+            print("target: ours / recorded anchor <= 0.5 (not a side-by-side ratio: pass --official PATH to "
+                  "measure one in this run)")
+            return
+        steps[OFFICIAL] = official_sri_step(theirs, to_float_images(images))
+        times = alternating_seconds(steps, repeats, warmup)
+    rows, line = side_by_side({n: times[n] for n in (SEPARATE, OFFICIAL)}, SEPARATE, OFFICIAL,
+                              note="; the same architecture; target <= 0.5")
+    shared = statistics.median(times[SHARED]) / statistics.median(times[OFFICIAL])
+    rows.insert(0, side_by_side({n: times[n] for n in (SHARED, OFFICIAL)}, SHARED, OFFICIAL)[0][0])
+    for row in rows:
+        row["params"] = parameters(theirs.model if row["code"] == OFFICIAL else models[row["code"]])
+    print(describe(official, repeats, warmup))
     print(table(rows))
-    print("target: ours / recorded anchor <= 0.5 (not a side-by-side ratio)")
+    print(line)
+    print(f"ours with the paper's shared decoder / official: {shared:.2f}")
 
 
 if __name__ == "__main__":

@@ -226,3 +226,10 @@ def test_sri_step_prints_both_decoders_against_the_recorded_anchor(capsys):
     assert "ours, decoder shared" in out and "ours, decoder separate" in out
     assert "3,634,450" in out  # the official architecture (own SRI decoder) has the anchor's 3.63 M parameters
     assert "recorded anchor" in out and "not a side-by-side ratio" in out
+
+
+def test_sri_step_says_why_a_checkout_without_the_official_model_cannot_be_timed(tmp_path, capsys):
+    from benchmarks import sri_step
+    sri_step.main(str(tmp_path), batch_size=2, repeats=1, warmup=0)
+    out = capsys.readouterr().out
+    assert "official comparison skipped" in out and "has no sri/model.py" in out and "recorded anchor" in out
