@@ -17,6 +17,24 @@ def test_slot_attention_is_permutation_equivariant():
     assert torch.allclose(attn.sum(-1), torch.ones(2, 30), atol=1e-4)  # softmax over slots
 
 
+def test_per_slot_inits_give_each_slot_its_own_gaussian():
+    """SRI-SA*'s Slot Attention: slot k starts at mu_k + sigma_k * noise_k, so permuting the noise no longer
+    permutes the slots (the symmetry is broken on purpose); it refuses another number of slots."""
+    torch.manual_seed(0)
+    sa = SlotAttention(16, 8, num_inits=3).eval()
+    with torch.no_grad():
+        sa.mu.copy_(torch.randn(1, 3, 8))
+    noise = torch.randn(2, 3, 8)
+    init = sa.init_slots(2, 3, noise)
+    for k in range(3):
+        torch.testing.assert_close(init[:, k], sa.mu[0, k] + sa.log_sigma[0, k].exp() * noise[:, k])
+    perm = torch.tensor([2, 0, 1])
+    inputs = torch.randn(2, 30, 16)
+    assert not torch.allclose(sa(inputs, 3, noise[:, perm])[0], sa(inputs, 3, noise)[0][:, perm], atol=1e-3)
+    with pytest.raises(ValueError, match="learned 3 slot inits"):
+        sa(inputs, 4)
+
+
 def test_slot_attention_invariant_to_input_order():
     sa = SlotAttention(16, 8).eval()
     inputs, noise = torch.randn(1, 20, 16), torch.randn(1, 4, 8)

@@ -10,6 +10,7 @@ from common.models.genesis_v2 import GenesisV2Config
 from common.prob import DiagonalGaussian
 from papers.emorl.model import EMORLConfig
 from papers.sri.model import SRI, SceneEncoder, SRIConfig
+from papers.sri.slot_order import SlotOrderConfig
 
 SIZE = 32
 
@@ -151,6 +152,49 @@ def test_sri_emorl_builds_and_trains_a_step():
     assert int(model.geco.steps) == 1 and int(model.backbone.geco.steps) == 1  # both GECOs stepped
     with pytest.raises(ValueError, match="needs an `emorl` config"):
         SRI(SRIConfig(backbone="emorl"))
+
+
+def _round_trip(model: SRI, path) -> SRI:
+    model.save_pretrained(path / "model")
+    again = SRI.from_pretrained(path / "model")
+    assert again.config == model.config
+    return again.eval()
+
+
+def _sa_star(**kw) -> SRI:
+    torch.manual_seed(0)
+    return SRI(SRIConfig(backbone="slot_attention", genesis_v2=_genesis(), scene_dim=24, hidden=32,
+                         slot_attention=SlotOrderConfig(encoder_channels=(8, 8), iters=2),
+                         order_alignment=False, cross_order_kl=False, **kw))
+
+
+def test_sri_sa_star_trains_its_ordered_encoder_by_l_sri_alone(tmp_path):
+    """Table 1's SRI-SA*: q(z_k | x) is slot k of the per-slot-init Slot Attention, in its own order (no
+    matching, no cross-order KL, no posterior LSTM), and L_SRI is the whole loss, so every encoder weight
+    gets its gradient through z."""
+    model = _sa_star()
+    assert model.posterior is None
+    x = torch.rand(2, 3, SIZE, SIZE)
+    t = model.infer(x)
+    seg = t["segregation"]
+    torch.testing.assert_close(t["q_z"].mean, seg.mean)
+    torch.testing.assert_close(t["q_z"].var, seg.std ** 2)
+    assert torch.equal(t["perm"], torch.arange(4).expand(2, 4)) and t["rollout"] is None
+    assert (model.kl_terms(t)["cross_order_kl"] == 0).all()
+    out = model(x, step=0)
+    out.check(x)
+    assert out.loss.item() == pytest.approx(model.geco.loss(out.logs["err"], out.logs["scene_kl"] + out.logs["slot_kl"]).item(),
+                                            rel=1e-5)  # no backbone term
+    out.loss.backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    assert model.encoder_masks(x).shape == (2, 4, 1, SIZE, SIZE)
+    assert model.sample(3)["images"].shape == (3, 3, SIZE, SIZE)
+    again = _round_trip(model, tmp_path)
+    g = lambda: torch.Generator().manual_seed(5)
+    torch.testing.assert_close(model.sample(2, generator=g())["images"], again.sample(2, generator=g())["images"])
+    for bad in ({"order_alignment": True}, {"order_alignment": False, "decoder": "separate"}):
+        with pytest.raises(ValueError, match="SRI-SA\\* orders slots by its encoder"):
+            SRI(SRIConfig(backbone="slot_attention", genesis_v2=_genesis(), cross_order_kl=False, **bad))
 
 
 def test_backbone_must_use_the_independent_prior():

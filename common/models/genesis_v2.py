@@ -162,6 +162,29 @@ class AutoregressivePrior(nn.Module):
         return torch.cat(zs, 1)
 
 
+def broadcast_decoder(c: GenesisV2Config) -> SpatialBroadcastDecoder:
+    """GENESIS-v2's spatial broadcast decoder (checked 4.1): z [N,F] -> RGB and mask logits [N,4,H,W], from
+    a 1/16-size broadcast through four stride-2 transposed convolutions."""
+    f, (h, w) = c.feat_dim, c.resolution
+    return SpatialBroadcastDecoder(f, (h, w), (h // 16, w // 16), (f, f, 64, 64, 4), (5, 5, 5, 5, 1),
+                                   (2, 2, 2, 2, 0), (2, 2, 2, 2, 1), position="concat", groups=8)
+
+
+def decode_slots(decoder: nn.Module, z: Tensor) -> tuple[Tensor, Tensor]:
+    """z [B,K,F] -> RGB means [B,K,3,H,W] (sigmoid), log masks [B,K,1,H,W] (log-softmax over K)."""
+    rgb, logits = split_rgb_mask(decoder(z.flatten(0, 1)), z.shape[0])
+    return rgb.sigmoid(), logits.log_softmax(1)
+
+
+def slot_nll(c: GenesisV2Config, images: Tensor, rgb: Tensor, log_masks: Tensor) -> Tensor:
+    """Per image [B], summed over C, H, W: the mixture over K per pixel-channel with the decoder masks
+    (GENv2-MoG), or the Gaussian of the masked sum (GENv2-G); sigma global (checked 4.2)."""
+    x, y, log_m = images.float(), rgb.float(), log_masks.float()
+    if c.likelihood == "mixture":
+        return mixture_nll(x, y, log_m, c.sigma, normalised=c.normalised)
+    return gaussian_nll(x, masked_mean_image(y, log_m.exp()), c.sigma, normalised=c.normalised)
+
+
 class GenesisV2(HubModel, paper_url="https://arxiv.org/abs/2104.09958"):
     config_class = GenesisV2Config
     citation = """@inproceedings{engelcke2021genesisv2,
@@ -181,8 +204,7 @@ class GenesisV2(HubModel, paper_url="https://arxiv.org/abs/2104.09958"):
         self.icsbp = ICSBP(c.num_slots)
         self.feat_head = nn.Sequential(conv_gn_relu(width, f), nn.Conv2d(f, 2 * f, 1))
         self.z_head = nn.Sequential(nn.LayerNorm(2 * f), nn.Linear(2 * f, 2 * f), nn.ReLU(), nn.Linear(2 * f, 2 * f))
-        self.decoder = SpatialBroadcastDecoder(f, (h, w), (h // 16, w // 16), (f, f, 64, 64, 4), (5, 5, 5, 5, 1),
-                                               (2, 2, 2, 2, 0), (2, 2, 2, 2, 1), position="concat", groups=8)
+        self.decoder = broadcast_decoder(c)
         self.prior = AutoregressivePrior(f) if c.prior == "autoregressive" else None
         self.geco = None if c.geco_goal is None else GECOMultiplicativeKL(
             c.geco_goal * 3 * h * w, c.geco_step * 64**2 / (h * w), c.geco_alpha, speedup=c.geco_speedup)
@@ -201,17 +223,11 @@ class GenesisV2(HubModel, paper_url="https://arxiv.org/abs/2104.09958"):
     def decode(self, z: Tensor, decoder: nn.Module | None = None) -> tuple[Tensor, Tensor]:
         """z [B,K,F] -> RGB means [B,K,3,H,W] (sigmoid), log masks [B,K,1,H,W] (log-softmax over K), with
         this model's spatial broadcast decoder or `decoder` (a copy of it with other weights)."""
-        rgb, logits = split_rgb_mask((decoder or self.decoder)(z.flatten(0, 1)), z.shape[0])
-        return rgb.sigmoid(), logits.log_softmax(1)
+        return decode_slots(decoder or self.decoder, z)
 
     def nll(self, images: Tensor, rgb: Tensor, log_masks: Tensor) -> Tensor:
-        """Per image [B], summed over C, H, W: the mixture over K per pixel-channel with the decoder masks
-        (GENv2-MoG), or the Gaussian of the masked sum (GENv2-G); sigma global (checked 4.2)."""
-        c = self.config
-        x, y, log_m = images.float(), rgb.float(), log_masks.float()
-        if c.likelihood == "mixture":
-            return mixture_nll(x, y, log_m, c.sigma, normalised=c.normalised)
-        return gaussian_nll(x, masked_mean_image(y, log_m.exp()), c.sigma, normalised=c.normalised)
+        """Per image [B]: `slot_nll` under this model's likelihood."""
+        return slot_nll(self.config, images, rgb, log_masks)
 
     def kl(self, z: Tensor, mean: Tensor, std: Tensor) -> Tensor:
         """Single-sample Monte Carlo KL per image [B]: sum over slots and dims of log q(z) - log p(z)."""

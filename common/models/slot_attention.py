@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from common.hub import HubModel
-from common.nn import MLP, ConvEncoder, PositionEmbed, SlotAttention, SpatialBroadcastDecoder, flatten_spatial
+from common.nn import SlotAttention, SlotFeatures, SpatialBroadcastDecoder
 from common.nn.decoders import split_rgb_mask
 from common.output import ModelOutput
 
@@ -47,20 +47,15 @@ class SlotAttentionAutoEncoder(HubModel, paper_url="https://arxiv.org/abs/2006.1
         super().__init__()
         self.config = c = config
         h, w = c.resolution
-        width = c.encoder_channels[-1]
-        self.encoder = ConvEncoder(3, c.encoder_channels, kernel_size=5)
-        self.encoder_pos = PositionEmbed(width, h, w, mode="add")
-        self.encoder_mlp = nn.Sequential(nn.LayerNorm(width), MLP([width, width, width]))
-        self.slot_attention = SlotAttention(width, c.slot_dim, c.iters, c.mlp_hidden)
+        self.encoder = SlotFeatures((h, w), c.encoder_channels)
+        self.slot_attention = SlotAttention(c.encoder_channels[-1], c.slot_dim, c.iters, c.mlp_hidden)
         self.decoder = SpatialBroadcastDecoder(
             c.slot_dim, (h, w), c.decoder_broadcast, c.decoder_channels, c.decoder_kernels,
             c.decoder_paddings, c.decoder_strides, position="add")
 
     def encode(self, images: Tensor, noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """images [B,3,H,W] in [0,1] -> slots [B,K,D], attention [B,HW,K]."""
-        x = self.encoder_pos(self.encoder(images * 2 - 1))  # [B,C,H,W]
-        x = self.encoder_mlp(flatten_spatial(x))  # [B,HW,C]
-        return self.slot_attention(x, self.config.num_slots, noise)
+        return self.slot_attention(self.encoder(images), self.config.num_slots, noise)  # [B,HW,C] inputs
 
     def decode(self, slots: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """slots [B,K,D] -> recon [B,3,H,W] in [0,1], RGB [B,K,3,H,W], masks [B,K,1,H,W]."""

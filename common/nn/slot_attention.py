@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from common.nn.encoders import MLP
+from common.nn.encoders import MLP, ConvEncoder, flatten_spatial
+from common.nn.position import PositionEmbed
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-8) -> tuple[Tensor, Tensor]:
@@ -25,18 +26,21 @@ def attend(q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-8) -> tuple[Tensor, 
 class SlotAttention(nn.Module):
     """Iterative attention from N inputs to K slots: learned Gaussian init, GRU + residual MLP.
 
-    Permutation equivariant in the slots: the same init noise in another order gives the same slots
-    in that order.
+    With one learned init (`num_inits=1`, Locatello et al.) it is permutation equivariant in the slots:
+    the same init noise in another order gives the same slots in that order. With `num_inits=K` each slot
+    has its own learned mean and std (SRI-SA*, SRI §5.2, after SloTTAr), which breaks that symmetry on
+    purpose so that slot k can specialise.
     """
 
     def __init__(self, input_dim: int, slot_dim: int, iters: int = 3, mlp_hidden: int = 128,
-                 eps: float = 1e-8):
+                 eps: float = 1e-8, num_inits: int = 1):
         super().__init__()
         self.slot_dim, self.iters, self.eps = slot_dim, iters, eps
-        self.mu = nn.Parameter(torch.empty(1, 1, slot_dim))
-        self.log_sigma = nn.Parameter(torch.empty(1, 1, slot_dim))
-        nn.init.xavier_uniform_(self.mu)
-        nn.init.xavier_uniform_(self.log_sigma)
+        self.mu = nn.Parameter(torch.empty(1, num_inits, slot_dim))
+        self.log_sigma = nn.Parameter(torch.empty(1, num_inits, slot_dim))
+        bound = (3 / slot_dim) ** 0.5  # Xavier-uniform of a [1,1,D] tensor, for every init alike
+        nn.init.uniform_(self.mu, -bound, bound)
+        nn.init.uniform_(self.log_sigma, -bound, bound)
         self.norm_inputs = nn.LayerNorm(input_dim)
         self.norm_slots = nn.LayerNorm(slot_dim)
         self.norm_mlp = nn.LayerNorm(slot_dim)
@@ -47,7 +51,10 @@ class SlotAttention(nn.Module):
         self.mlp = MLP([slot_dim, mlp_hidden, slot_dim])
 
     def init_slots(self, batch: int, num_slots: int, noise: Tensor | None = None) -> Tensor:
-        """slots^0 = mu + sigma * noise, noise [B,K,D] ~ N(0, I) unless given."""
+        """slots^0 = mu + sigma * noise, noise [B,K,D] ~ N(0, I) unless given (per-slot mu, sigma [1,K,D]
+        when each slot has its own init)."""
+        if self.mu.shape[1] not in (1, num_slots):
+            raise ValueError(f"this SlotAttention learned {self.mu.shape[1]} slot inits; it cannot make {num_slots} slots")
         if noise is None:
             noise = torch.randn(batch, num_slots, self.slot_dim, device=self.mu.device)
         return self.mu + self.log_sigma.exp() * noise  # [B,K,D]
@@ -64,3 +71,20 @@ class SlotAttention(nn.Module):
                              prev.reshape(-1, self.slot_dim)).view_as(prev)  # [B,K,D]
             slots = slots + self.mlp(self.norm_mlp(slots))
         return slots, attn
+
+
+class SlotFeatures(nn.Module):
+    """Slot Attention's image encoder (Locatello et al. 2020, App. E): images [B,3,H,W] in [0,1], scaled to
+    [-1,1] as in the original, through a CNN at full resolution, a learned ramp-grid position embedding
+    added, then LayerNorm + MLP per position -> inputs [B,HW,C] for SlotAttention."""
+
+    def __init__(self, resolution: tuple[int, int], channels: tuple[int, ...] = (64, 64, 64, 64), kernel_size: int = 5):
+        super().__init__()
+        width = channels[-1]
+        self.cnn = ConvEncoder(3, channels, kernel_size=kernel_size)
+        self.position = PositionEmbed(width, *resolution, mode="add")
+        self.mlp = nn.Sequential(nn.LayerNorm(width), MLP([width, width, width]))
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = self.position(self.cnn(images * 2 - 1))  # [B,C,H,W]
+        return self.mlp(flatten_spatial(x))  # [B,HW,C]

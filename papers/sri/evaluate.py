@@ -46,8 +46,8 @@ class SRIEval:
 
 def baseline_stage(stage: Stage) -> Stage | None:
     """GENESIS-v2 with its autoregressive prior and the same likelihood (Table 2's GENv2-G / GENv2-MoG rows) on
-    this stage's data, from the shared config; None for SRI-EMORL (EMORL's own runs are in papers/emorl) and
-    for Table 4's GENv2 + scene variable (itself a baseline)."""
+    this stage's data, from the shared config; None for SRI-EMORL (EMORL's own runs are in papers/emorl),
+    SRI-SA* (Table 1 compares it with SRI-MoG) and Table 4's GENv2 + scene variable (itself a baseline)."""
     exp = stage.experiment()
     mc = exp.model_config
     if exp.model != "papers.sri.model:SRI" or mc.get("backbone", "genesis_v2") != "genesis_v2":
@@ -132,8 +132,8 @@ def evaluate(stage: Stage) -> Path:
     record.update(dataset=stage.dataset, config=exp.model_config, eval=dataclasses.asdict(cfg))
     base = baseline_stage(stage)
     if base is None:
-        record["baseline"] = {"status": "none of its own (SRI-EMORL's is EfficientMORL in papers/emorl; Table 4's "
-                                        "GENv2 + scene variable is itself a baseline)"}
+        record["baseline"] = {"status": "none of its own (SRI-EMORL's is EfficientMORL in papers/emorl; SRI-SA* is "
+                                        "compared with SRI-MoG; Table 4's GENv2 + scene variable is itself a baseline)"}
     elif (base.run_dir / "model").is_dir():
         record["baseline"] = {**evaluate_run(base.run_dir, cfg, out / "baseline", judge),
                               "label": f"GENESIS-v2, autoregressive prior ({base.config_path.name})"}

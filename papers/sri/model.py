@@ -23,6 +23,7 @@ from common.output import ModelOutput
 from common.prob import DiagonalGaussian, GECOLagrangeNLL, GECOMultiplicativeKL
 from common.prob.likelihood import HALF_LOG_2PI
 from papers.emorl.model import EfficientMORL, EMORLConfig
+from papers.sri.slot_order import OrderedSlotAttention, SlotOrderConfig
 
 
 def _sri_genesis() -> GenesisV2Config:
@@ -35,9 +36,12 @@ class SRIConfig:
     """Defaults: SRI-MoG on ShapeStacks (§5, App. A.4): GENv2-MoG backbone with K = 9, |z| = 64,
     |s| = 128, L = 3, LSTMs of 256 units, GECO goal 0.5655 per pixel-channel with step 1e-6, speed-up 10."""
 
-    backbone: Literal["genesis_v2", "emorl"] = "genesis_v2"
+    # genesis_v2: Segregate with GENv2 (SRI-G, SRI-MoG); emorl: SRI-EMORL (CLEVR6); slot_attention: SRI-SA*
+    # (Table 1), an ordered Slot Attention posterior with GENv2's decoder and likelihood, no alignment
+    backbone: Literal["genesis_v2", "emorl", "slot_attention"] = "genesis_v2"
     genesis_v2: GenesisV2Config = field(default_factory=_sri_genesis)
-    emorl: EMORLConfig | None = None  # SRI-EMORL (CLEVR6): EMORL with I = 2
+    emorl: EMORLConfig | None = None  # SRI-EMORL: EMORL with I = 2
+    slot_attention: SlotOrderConfig | None = None  # SRI-SA*'s encoder (defaults when None)
     scene_dim: int = 128  # |s|
     hidden: int = 256  # LSTM units of the prior and the posterior (App. A.4.1)
     relate_layers: int = 3  # L set-embedding layers (Eqs. 30-31)
@@ -162,6 +166,11 @@ def initialise(module: nn.Module, scheme: str) -> None:
 
 
 def _build_backbone(c: SRIConfig) -> nn.Module:
+    if c.backbone == "slot_attention":
+        if c.order_alignment or c.decoder == "separate":
+            raise ValueError("SRI-SA* orders slots by its encoder and decodes with its one decoder (Table 1): "
+                             "set order_alignment: false, cross_order_kl: false, decoder: shared")
+        return OrderedSlotAttention(c.genesis_v2, c.slot_attention or SlotOrderConfig())
     if c.backbone == "genesis_v2":
         if c.genesis_v2.prior != "independent":
             raise ValueError("SRI trains GENESIS-v2 with the slot-wise independent prior (App. A.4.1): "
@@ -192,7 +201,7 @@ class SRI(HubModel, paper_url="https://github.com/pemami4911/segregate-relate-im
         self.relate = SceneEncoder(z, s, c.relate_layers) if c.scene_variable else None
         s = s if c.scene_variable else None
         self.prior = SlotLSTM(z, s, c.hidden, ("mean", "pre_var"))  # LSTM_theta
-        self.posterior = SlotLSTM(z, s, c.hidden, ("pre_var",))  # LSTM_phi
+        self.posterior = None if self.ordered else SlotLSTM(z, s, c.hidden, ("pre_var",))  # LSTM_phi
         for module in (self.relate, self.prior, self.posterior):
             if module is not None:
                 initialise(module, c.init)
@@ -219,6 +228,11 @@ class SRI(HubModel, paper_url="https://github.com/pemami4911/segregate-relate-im
     def num_slots(self) -> int:
         return self.backbone.num_slots
 
+    @property
+    def ordered(self) -> bool:
+        """SRI-SA*: the backbone's posterior is already in generation order and is the slot posterior."""
+        return self.config.backbone == "slot_attention"
+
     # -- the generative model ---------------------------------------------------------------------
     def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """z [B,K,z] -> RGB [B,K,3,H,W], log masks [B,K,1,H,W] (softmax over K, §3) with SRI's decoder."""
@@ -244,6 +258,8 @@ class SRI(HubModel, paper_url="https://github.com/pemami4911/segregate-relate-im
         """Segregate, Relate, Imagine. No gradient reaches the segregation means and samples (§4.2)."""
         c, k = self.config, self.num_slots
         seg: Segregation = self.backbone.segregate(images, step)
+        if self.ordered:
+            return self._infer_ordered(seg)
         mu_o, z_o = seg.mean.detach().float(), seg.sample.detach().float()  # [B,K,z], order o
         q_s = self.relate(z_o) if self.relate is not None else None  # Relate: q(s | x), Eq. 5
         s = q_s.rsample() if q_s is not None else None  # [B,s]
@@ -257,6 +273,16 @@ class SRI(HubModel, paper_url="https://github.com/pemami4911/segregate-relate-im
         z = q_z.rsample()  # [B,K,z]
         return {"segregation": seg, "q_s": q_s, "s": s, "perm": perm, "q_z": q_z, "z": z, "rollout": rollout,
                 "z_pi": z_pi, "p_z": self.slot_prior(s, z)}
+
+    def _infer_ordered(self, seg: Segregation) -> dict:
+        """SRI-SA* (§5.2): q(z_k | x) is slot k of the encoder, trained by L_SRI through z (no stop-gradient,
+        no alignment); q(s | x) relates the same samples."""
+        z = seg.sample  # [B,K,z]
+        q_s = self.relate(z) if self.relate is not None else None
+        s = q_s.rsample() if q_s is not None else None
+        perm = torch.arange(self.num_slots, device=z.device).expand(len(z), -1)
+        return {"segregation": seg, "q_s": q_s, "s": s, "perm": perm, "q_z": DiagonalGaussian(seg.mean, seg.std**2),
+                "z": z, "rollout": None, "z_pi": None, "p_z": self.slot_prior(s, z)}
 
     def kl_terms(self, t: dict) -> dict[str, Tensor]:
         """Per image [B], analytic (checked 5.1): scene KL (Eq. 10), slot KL (Eqs. 22-23, the prior

@@ -140,6 +140,9 @@ CLAIMS = [  # the results of record (reports/README.md): paper's number, where o
     # Table 4's GENv2 + scene variable (papers/sri/scene_baseline.py).
     *(Claim("shapestacks_genv2_scene", name, *TABLE4["GENv2 + scene variable"][k], RUNS, "Table 4", key, scale)
       for name, k, key, scale in ((FID_LABEL, "fid", FID, 1), (BPD_LABEL, "bpd", BPD, 1), (SACC_LABEL, "s_acc", SACC, 100))),
+    # Table 1's SRI-SA* (papers/sri/slot_order.py).
+    *(Claim("shapestacks_sa", name, *TABLE1["SRI-SA*"][k], RUNS, "Table 1 (SRI-SA*)", key)
+      for name, k, key in ((FID_LABEL, "fid", FID), (ARI_LABEL, "ari_fg", ARI), (BPD_LABEL, "bpd", BPD))),
     # SRI-EMORL on CLEVR6, text only.
     Claim("clevr6_emorl", FID_LABEL, *SRI_EMORL_CLEVR6_FID, None, "§5.3", FID),
 ]
