@@ -126,5 +126,11 @@ def test_geco_state_is_in_state_dict():
 
 
 def test_free_bits_lom_eq_26():
-    kl = torch.tensor([0.1, 2.0, 0.5, 3.0])
-    assert free_bits(kl, 1.0).item() == pytest.approx((1.0 + 2.0 + 1.0 + 3.0) / 4)
+    """Eq. 26 on hand-made KLs: per sample max(lambda, KL_i) (a slot-factorised KL summed over K first), the
+    batch mean taken after; no gradient where the KL is under lambda."""
+    per_slot = torch.tensor([[0.05, 0.05], [1.5, 0.5], [0.25, 0.25], [1.0, 2.0]], requires_grad=True)  # [B,K]
+    clamped = free_bits(per_slot.sum(1), 1.0)
+    assert clamped.tolist() == pytest.approx([1.0, 2.0, 1.0, 3.0])
+    assert clamped.mean().item() == pytest.approx((1.0 + 2.0 + 1.0 + 3.0) / 4)
+    clamped.mean().backward()
+    assert per_slot.grad.tolist() == [[0, 0], [0.25, 0.25], [0, 0], [0.25, 0.25]]

@@ -5,10 +5,11 @@ its public `decode` and `after_step`.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from common.output import ModelOutput
 
@@ -44,3 +45,14 @@ class Segregator(Protocol):
     def nll(self, images: Tensor, rgb: Tensor, log_masks: Tensor) -> Tensor: ...
 
     def after_step(self, out: ModelOutput, ok: Tensor | bool = True) -> None: ...
+
+
+def fresh_copy(module: nn.Module) -> nn.Module:
+    """The same architecture with its own, newly initialised weights: a decoder of the backbone's
+    architecture for the ordered model (SRI's official code, LOM §3.3), so that no gradient of the ordered
+    model's likelihood reaches the backbone's decoder."""
+    twin = copy.deepcopy(module)
+    for m in twin.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    return twin

@@ -105,3 +105,19 @@ class GECOMultiplicativeKL(nn.Module):
         self.err_ema.copy_(torch.where(ok, ema, self.err_ema))
         self.beta.copy_(torch.where(ok, beta, self.beta))
         self.steps += ok.long()
+
+
+def geco_for(flavour: str, goal: float, resolution: tuple[int, int], step: float = 1e-6, alpha: float = 0.99,
+             speedup: float = 10.0, floor: float = 0.55, warm_start: int = 1000) -> nn.Module | None:
+    """The GECO of a model built on a backbone, in the backbone's flavour (SRI, LOM App. A.4.2): `genesis`
+    (GECOMultiplicativeKL, the step scaled by 64^2 / (H W) as GENESIS-v2's code does), `emorl`
+    (GECOLagrangeNLL, `speedup` its acceleration once the target is met) or `none`. `goal` is per
+    pixel-channel, in the likelihood's convention."""
+    h, w = resolution
+    if flavour == "genesis":
+        return GECOMultiplicativeKL(goal * 3 * h * w, step * 64**2 / (h * w), alpha, speedup=speedup)
+    if flavour == "emorl":
+        return GECOLagrangeNLL(goal * 3 * h * w, step, alpha, floor, warm_start, speedup)
+    if flavour == "none":
+        return None
+    raise ValueError(f"unknown GECO flavour {flavour!r} (choose from genesis, emorl, none)")

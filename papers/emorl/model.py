@@ -16,7 +16,7 @@ from common.models.segregation import Segregation
 from common.nn import SpatialBroadcastDecoder
 from common.nn.decoders import split_rgb_mask
 from common.output import ModelOutput
-from common.prob import DiagonalGaussian, GECOLagrangeNLL, gaussian_nll, masked_mean_image, mixture_nll
+from common.prob import DiagonalGaussian, GECOLagrangeNLL, free_bits, gaussian_nll, masked_mean_image, mixture_nll
 from papers.emorl.modules import ImageEncoder, PriorLayer, RefinementNetwork, StochasticLayer
 
 PRIORS = ("reversed++", "reversed", "bottom_up")
@@ -49,6 +49,7 @@ class EMORLConfig:
     geco_floor: float = 0.55
     geco_warm_start: int = 1000
     geco_acceleration: float = 1.0
+    free_bits: float | None = None  # lambda (nats per image) on each KL term: LOM's Eq. 26 (0.75 D_z there)
 
 
 class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
@@ -96,7 +97,8 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
         return posteriors, samples, attns, lam
 
     def hierarchical_kl(self, posteriors: list[DiagonalGaussian], samples: list[Tensor]) -> tuple[Tensor, DiagonalGaussian]:
-        """Eq. 4 (or its reversed variant) per image [B], and the prior the refinement KL uses."""
+        """Eq. 4 (or its reversed variant) per image [B], each layer's term under free bits when set (LOM
+        App. A.4.2), and the prior the refinement KL uses."""
         L = len(posteriors)
         kl = 0.0
         if self.config.prior == "bottom_up":  # p(z^1) = N(0, I), p(z^l | z^{l-1})
@@ -106,7 +108,7 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
             priors = [self.prior(samples[l + 1]) for l in range(L - 1)] + [DiagonalGaussian.standard(samples[-1])]
             refine_prior = priors[0] if self.config.prior == "reversed++" else priors[-1]
         for q, p in zip(posteriors, priors):
-            kl = kl + q.kl(p).sum((1, 2))
+            kl = kl + free_bits(q.kl(p).sum((1, 2)), self.config.free_bits)  # max(lambda, KL) per layer
         return kl, refine_prior
 
     # -- decoding and the per-image loss ---------------------------------------------------------
@@ -185,8 +187,8 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
             its["z"].append(q.rsample())
             rgb, log_m = self.decode(its["z"][-1])
             its["nll"].append(self.nll(images, rgb, log_m))
-            its["kl"].append(q.kl(refine_prior).sum((1, 2)))
-            its["kl_refinement"].append(its["kl"][-1])
+            its["kl_refinement"].append(q.kl(refine_prior).sum((1, 2)))
+            its["kl"].append(free_bits(its["kl_refinement"][-1], self.config.free_bits))
             its["log_masks"].append(log_m), its["rgb"].append(rgb), its["lambda"].append(lam)
         its.update(posteriors=posteriors, attention=attns, samples=samples)
         return its

@@ -8,7 +8,6 @@ Every deviation is listed in papers/sri/README.md.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,9 +17,9 @@ from torch import Tensor, nn
 from common.hub import HubModel
 from common.matching import greedy_matching, hungarian_permutation, pairwise_distance
 from common.models.genesis_v2 import GenesisV2, GenesisV2Config
-from common.models.segregation import Segregation
+from common.models.segregation import Segregation, fresh_copy
 from common.output import ModelOutput
-from common.prob import DiagonalGaussian, GECOLagrangeNLL, GECOMultiplicativeKL
+from common.prob import DiagonalGaussian, GECOMultiplicativeKL, geco_for
 from common.prob.likelihood import HALF_LOG_2PI
 from papers.emorl.model import EfficientMORL, EMORLConfig
 from papers.sri.slot_order import OrderedSlotAttention, SlotOrderConfig
@@ -205,24 +204,10 @@ class SRI(HubModel, paper_url="https://github.com/pemami4911/segregate-relate-im
         for module in (self.relate, self.prior, self.posterior):
             if module is not None:
                 initialise(module, c.init)
-        self.decoder = None
-        if c.decoder == "separate":  # the official code's own SBD: same architecture, its own weights
-            self.decoder = copy.deepcopy(self.backbone.decoder)
-            for m in self.decoder.modules():
-                if hasattr(m, "reset_parameters"):
-                    m.reset_parameters()
-        self.geco = self._geco(*self.backbone.config.resolution)
-
-    def _geco(self, h: int, w: int) -> nn.Module | None:
-        """L_SRI's own GECO in the backbone's flavour (App. A.4.2); the goal is per pixel-channel."""
-        c = self.config
-        if c.geco == "genesis":  # GENESIS-v2 scales the step by 64^2 / (H W) (checked 5.1)
-            return GECOMultiplicativeKL(c.geco_goal * 3 * h * w, c.geco_step * 64**2 / (h * w), c.geco_alpha,
-                                        speedup=c.geco_speedup)
-        if c.geco == "emorl":
-            return GECOLagrangeNLL(c.geco_goal * 3 * h * w, c.geco_step, c.geco_alpha, c.geco_floor,
-                                   c.geco_warm_start, c.geco_speedup)
-        return None
+        # the official code's own SBD: same architecture, its own weights
+        self.decoder = fresh_copy(self.backbone.decoder) if c.decoder == "separate" else None
+        self.geco = geco_for(c.geco, c.geco_goal, self.backbone.config.resolution, c.geco_step, c.geco_alpha,
+                             c.geco_speedup, c.geco_floor, c.geco_warm_start)  # L_SRI's own (App. A.4.2)
 
     @property
     def num_slots(self) -> int:
