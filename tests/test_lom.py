@@ -1,0 +1,201 @@
+"""LOM (papers/lom): causal masks of f_theta and f'_phi, g_phi's invariance, the alignment, the slot KL against a
+closed form, the stop-gradient into the orderless model, free bits' schedule, slerp, the variants, and the
+from_pretrained round trip."""
+import math
+
+import pytest
+import torch
+
+from common.matching import greedy_matching
+from common.models.genesis_v2 import GenesisV2Config
+from common.prob import DiagonalGaussian
+from papers.emorl.model import EMORLConfig
+from papers.lom.model import LOM, CausalTransformer, LOMConfig, SceneEncoder, slerp
+
+SIZE = 32
+
+
+def _model(**kw) -> LOM:
+    torch.manual_seed(0)
+    genesis = GenesisV2Config(resolution=(SIZE, SIZE), num_slots=4, feat_dim=16, prior="independent",
+                              likelihood="gaussian", normalised=False, geco_goal=-0.353, geco_step=1e-6)
+    kw = {"geco": "genesis", "geco_goal": -0.353, "geco_speedup": 10.0, "free_bits_anneal": (10, 20), **kw}
+    return LOM(LOMConfig(backbone="genesis_v2", emorl=None, genesis_v2=genesis, scene_dim=24, **kw))
+
+
+def test_causal_transformers_never_look_ahead():
+    """Changing input token j (sequence position j + 1) leaves outputs 0..j unchanged and changes the rest."""
+    torch.manual_seed(0)
+    f = CausalTransformer(16, 24, 2)
+    s, tokens = torch.randn(2, 24), torch.randn(2, 5, 16)
+    out = f(s, tokens, 5)
+    for j in range(5):
+        changed = tokens.clone()
+        changed[:, j] += 1.0
+        again = f(s, changed, 5)
+        torch.testing.assert_close(again[:, :j + 1], out[:, :j + 1])
+        assert not torch.allclose(again[:, j + 1], out[:, j + 1])
+
+
+def test_order_aware_scales_see_only_earlier_slots():
+    """h'_pi(k) = f'_phi(o_pi(<k), s) (§3.2 step 5): the posterior std of slot k ignores the means of slots >= k."""
+    model = _model()
+    s, mu = torch.randn(2, 24), torch.randn(2, 4, 16)
+    std = lambda m: model.w_phi(model.f_phi(s, m[:, :-1], 4))  # noqa: E731
+    base = std(mu)
+    for j in range(4):
+        changed = mu.clone()
+        changed[:, j] += 1.0
+        torch.testing.assert_close(std(changed)[:, :j + 1], base[:, :j + 1])
+        if j < 3:
+            assert not torch.allclose(std(changed)[:, j + 1:], base[:, j + 1:])
+
+
+@pytest.mark.parametrize("sum_pooling", [True, False])
+def test_scene_encoder_is_invariant_to_the_slot_order(sum_pooling):
+    torch.manual_seed(0)
+    g = SceneEncoder(16, 24, 2, sum_pooling)
+    with torch.no_grad():
+        g.token.normal_()
+    o = torch.randn(3, 5, 16)
+    q, q_perm = g(o), g(o[:, torch.randperm(5)])
+    torch.testing.assert_close(q.mean, q_perm.mean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(q.var, q_perm.var, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(g(o[:, :4]).mean, q.mean)
+
+
+def test_the_ordered_posterior_is_the_orderless_means_aligned_to_the_prior_means():
+    model = _model()
+    t = model.infer(torch.rand(3, 3, SIZE, SIZE))
+    mu_o = t["segregation"].mean
+    expected = greedy_matching(torch.cdist(t["p_z"].mean, mu_o))  # Algorithm 1 on the prior means
+    assert torch.equal(t["perm"], expected)
+    torch.testing.assert_close(t["q_z"].mean, torch.stack([mu_o[b, expected[b]] for b in range(3)]))
+
+
+def _closed_form_kl(m_q, v_q, m_p, v_p) -> float:
+    return sum(0.5 * (math.log(vp / vq) + (vq + (mq - mp) ** 2) / vp - 1.0)
+               for mq, vq, mp, vp in zip(m_q.tolist(), v_q.tolist(), m_p.tolist(), v_p.tolist()))
+
+
+def test_slot_kl_factorises_over_slots_after_alignment():
+    """Eq. 7: sum_k KL(q(z_pi(k) | h'_pi(k), x) || p(z_k | h_k)), each slot's Gaussian KL in closed form; the scene
+    KL is Eq. 8's against N(0, I)."""
+    model = _model()
+    t = model.infer(torch.rand(1, 3, SIZE, SIZE))
+    q, p = t["q_z"], t["p_z"]
+    expected = sum(_closed_form_kl(q.mean[0, k], q.var[0, k], p.mean[0, k], p.var[0, k]) for k in range(4))
+    kls = model.kl_terms(t)
+    assert kls["slot_kl"].item() == pytest.approx(expected, rel=1e-4)
+    q_s = t["q_s"]
+    scene = _closed_form_kl(q_s.mean[0], q_s.var[0], torch.zeros(24), torch.ones(24))
+    assert kls["scene_kl"].item() == pytest.approx(scene, rel=1e-4)
+
+
+def test_no_gradient_of_the_lom_terms_reaches_the_orderless_model():
+    model = _model()
+    x = torch.rand(2, 3, SIZE, SIZE)
+    loss, *_ = model.lom_loss(x, model.infer(x))
+    loss.backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.backbone.parameters())
+    assert all(p.grad is not None for p in model.scene_encoder.parameters())
+    assert all(p.grad is not None for p in model.decoder.parameters())  # LOM's own decoder
+
+
+def test_scene_free_bits_anneal_over_the_last_steps():
+    """Eq. 26's lambda: 0.25 D_s until the anneal, linearly to 0.167 D_s over it, then held."""
+    model = _model()  # D_s = 24, anneal over steps 10-20
+    assert model.scene_free_bits(0) == pytest.approx(0.25 * 24)
+    assert model.scene_free_bits(15) == pytest.approx((0.25 + 0.167) / 2 * 24)
+    assert model.scene_free_bits(25) == pytest.approx(0.167 * 24)
+    plain = _model(geco="none")  # loss = err + slot KL + mean_i max(lambda, scene KL_i)
+    x = torch.rand(2, 3, SIZE, SIZE)
+    t = plain.infer(x)
+    mean = torch.tensor([[0.0] * 24, [3.0] * 24], requires_grad=True)  # scene KLs 0 and 108 nats by hand
+    t["q_s"] = DiagonalGaussian(mean, torch.ones(2, 24))
+    loss, _, _, logs = plain.lom_loss(x, t, 0)
+    expected = logs["err"] + logs["slot_kl"] + (0.25 * 24 + 0.5 * 9 * 24) / 2
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert logs["scene_kl"].item() == pytest.approx(0.5 * 9 * 24 / 2)  # logged without free bits
+    loss.backward()
+    assert (mean.grad[0] == 0).all() and (mean.grad[1] != 0).all()  # no gradient under lambda
+
+
+def test_slerp_keeps_the_endpoints_and_the_radius():
+    s0, s1 = torch.randn(24), torch.randn(24)
+    path = slerp(s0, s1, torch.linspace(0, 1, 5))
+    r = math.sqrt(24)
+    torch.testing.assert_close(path[0], s0 / s0.norm() * r)
+    torch.testing.assert_close(path[-1], s1 / s1.norm() * r)
+    torch.testing.assert_close(path.norm(dim=1), torch.full((5,), r))
+
+
+def test_temperature_scales_the_sampled_slots_and_scene():
+    model = _model().eval()
+    s = torch.randn(3, 24)
+    g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    p = model.slot_prior(s)
+    z1, z_half = (model.sample(3, tau, generator=g(), s=s)["slots"] for tau in (1.0, 0.5))
+    torch.testing.assert_close(z_half - p.mean, 0.5 * (z1 - p.mean))
+    s1, s_half = (model.sample(3, tau, generator=g())["s"] for tau in (1.0, 0.5))
+    torch.testing.assert_close(s_half, 0.5 * s1)
+    assert model.sample(2, num_slots=6)["masks"].shape == (2, 6, 1, SIZE, SIZE)  # another K at test time
+
+
+@pytest.mark.parametrize("switches", [{}, {"sum_pooling": False}, {"order_aware_scales": False},
+                                      {"share_causal": True}, {"scene_blocks": 1, "causal_blocks": 3}],
+                         ids=["lom", "no_sum_pooling", "model5", "model6_shared", "blocks"])
+def test_every_parameter_learns_in_every_variant(switches):
+    model = _model(**switches)
+    x = torch.rand(2, 3, SIZE, SIZE)
+    out = model(x, step=0)
+    out.check(x)
+    out.loss.backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+
+
+def test_variant_switches():
+    x = torch.rand(2, 3, SIZE, SIZE)
+    model5 = _model(order_aware_scales=False)  # the backbone's own scales, permuted
+    t = model5.infer(x)
+    seg, perm = t["segregation"], t["perm"]
+    torch.testing.assert_close(t["q_z"].std, torch.stack([seg.std[b, perm[b]] for b in range(2)]))
+    assert model5.f_phi is None
+    shared = _model(share_causal=True)
+    assert shared.f_phi is shared.f_theta
+    with pytest.raises(ValueError, match="prior: independent"):
+        LOM(LOMConfig(backbone="genesis_v2", emorl=None, genesis_v2=GenesisV2Config(resolution=(SIZE, SIZE))))
+
+
+def test_lom_emorl_trains_a_step_with_both_gecos_and_free_bits():
+    emorl = EMORLConfig(resolution=(SIZE, SIZE), num_slots=3, slot_dim=16, encoder_channels=(8, 8), refinement_steps=2,
+                        geco_target=-0.351, free_bits=0.75 * 16)
+    torch.manual_seed(0)
+    model = LOM(LOMConfig(emorl=emorl, scene_dim=24))
+    x = torch.rand(2, 3, SIZE, SIZE)
+    out = model(x, step=0)
+    out.loss.backward()
+    model.after_step(out, torch.tensor(True))
+    assert int(model.geco.steps) == 1 and int(model.backbone.geco.steps) == 1
+    its = model.backbone.infer(x, 2)
+    assert all((k >= 0.75 * 16 - 1e-4).all() for k in its["kl"][1:])  # EMORL's KL terms under free bits
+
+
+def test_trains_through_the_shared_loop_and_round_trips(tmp_path):
+    from common.train import TrainConfig, Trainer
+    model = _model()
+    images = (torch.rand(8, SIZE, SIZE, 3) * 255).to(torch.uint8)
+    Trainer(model, images, TrainConfig(steps=2, batch_size=4, lr=1e-4, clip="none", save_every=2, log_every=1),
+            tmp_path / "run").fit()
+    assert int(model.geco.steps) == 2 and int(model.backbone.geco.steps) == 2
+    model.save_pretrained(tmp_path / "model")
+    again = LOM.from_pretrained(tmp_path / "model")
+    assert again.config == model.config
+    model.eval(), again.eval()
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    torch.testing.assert_close(model.sample(2, generator=g())["images"], again.sample(2, generator=g())["images"])
+    x = torch.rand(2, 3, SIZE, SIZE)
+    torch.manual_seed(0)
+    a = model.negative_elbo(x)
+    torch.manual_seed(0)
+    torch.testing.assert_close(a, again.negative_elbo(x))
