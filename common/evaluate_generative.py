@@ -22,7 +22,8 @@ from common.data import load_meta
 from common.evaluate import device_of, eval_device, evaluate, load_run
 from common.hub import CheckpointError
 from common.metrics import ari_fg
-from common.metrics.generative import QUANTISATIONS, bits_per_dim, evaluate_samples
+from common.metrics.generative import QUANTISATIONS, bits_per_dim, evaluate_samples, quantise
+from common.metrics.judges.score import score
 from common.provenance import provenance
 from common.train.experiment import load_scenes
 from common.train.loop import to_float_images
@@ -52,6 +53,23 @@ def sample_grid(path: Path, samples: dict, per_row: int = 8) -> Path:
     """Row pairs: samples, then their masks coloured by slot number (slot k has the same colour everywhere)."""
     images, masks = samples["images"][:per_row].cpu(), samples["masks"][:per_row].cpu()
     return save_png(grid([images, colour_masks(masks)]), path, scale=2)
+
+
+@torch.no_grad()
+def draw(model, n: int, temperature: float, generator: torch.Generator, batch_size: int) -> dict:
+    """n samples of model.sample in batches: images float [n,3,H,W] and masks [n,K,1,H,W] on the CPU."""
+    parts = [model.sample(min(batch_size, n - i), temperature, generator=generator) for i in range(0, n, batch_size)]
+    return {k: torch.cat([p[k].cpu() for p in parts]) for k in ("images", "masks")}
+
+
+def s_acc(model, judge: Path, n: int, paper_n: int, temperature: float, quantisation: str, batch_size: int,
+          generator: torch.Generator) -> dict:
+    """S-Acc (SRI §5.3, LOM §4) by the learned judge in `judge` over n samples, quantised as images are saved,
+    and over the first paper_n (the papers' hand-labelled count); a status naming the command when no judge."""
+    if not (judge / "config.json").is_file():
+        return {"status": f"no S-Acc judge in {judge}: python -m common.profile_judge --profile <profile>"}
+    x = quantise(draw(model, n, temperature, generator, batch_size)["images"], quantisation).float() / 255
+    return {**score(judge, x), "paper_count": score(judge, x, paper_n)}
 
 
 def run(args) -> dict:

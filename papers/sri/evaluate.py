@@ -17,10 +17,11 @@ import torch
 
 from common.config import from_dict
 from common.evaluate import device_of, eval_device, load_run
+from common.evaluate_generative import draw, s_acc
 from common.evaluate_generative import run as generative_evaluation
-from common.metrics.generative import generation_order, quantise
-from common.metrics.judges.score import score
-from common.pipeline import ROOT, Stage, output_root
+from common.metrics.generative import generation_order
+from common.pipeline import ROOT, Stage
+from common.profile_judge import profile_judge
 from common.train.experiment import load_scenes
 from common.train.loop import to_float_images
 from common.viz import colour_masks, grid, save_png
@@ -55,26 +56,6 @@ def baseline_stage(stage: Stage) -> Stage | None:
     data = stage.experiment().data.name
     flavour = "g" if mc.get("genesis_v2", {}).get("likelihood") == "gaussian" else "mog"
     return dataclasses.replace(stage, dataset=f"{stage.dataset}_genv2", config_file=GENESIS_CONFIGS / f"{data}_{flavour}.yaml")
-
-
-def judge_dir(profile: str) -> Path:
-    return output_root() / "runs" / "sri" / f"judge-{profile}"
-
-
-@torch.no_grad()
-def draw(model, n: int, temperature: float, generator: torch.Generator, batch_size: int) -> dict:
-    """n samples in batches: images float [n,3,H,W] and masks [n,K,1,H,W] on the CPU."""
-    parts = [model.sample(min(batch_size, n - i), temperature, generator=generator) for i in range(0, n, batch_size)]
-    return {k: torch.cat([p[k].cpu() for p in parts]) for k in ("images", "masks")}
-
-
-def s_acc(model, cfg: SRIEval, judge: Path, generator: torch.Generator) -> dict:
-    """S-Acc (§5.3) of cfg.s_acc_n samples quantised as images are saved, and of the first s_acc_paper_n."""
-    if not (judge / "config.json").is_file():
-        return {"status": f"no S-Acc judge in {judge}: python -m papers.sri.pipeline judge --dataset shapestacks"}
-    images = quantise(draw(model, cfg.s_acc_n, cfg.temperature, generator, cfg.batch_size)["images"], cfg.quantisation)
-    x = images.float() / 255
-    return {**score(judge, x), "paper_count": score(judge, x, cfg.s_acc_paper_n)}
 
 
 @torch.no_grad()
@@ -114,7 +95,8 @@ def evaluate_run(run_dir: Path, cfg: SRIEval, out: Path, judge: Path | None) -> 
     record["generation_order"] = generation_order(draw(model, cfg.order_n, cfg.temperature, generator,
                                                        cfg.batch_size)["masks"])
     if judge is not None:
-        record["s_acc"] = s_acc(model, cfg, judge, generator)
+        record["s_acc"] = s_acc(model, judge, cfg.s_acc_n, cfg.s_acc_paper_n, cfg.temperature, cfg.quantisation,
+                                cfg.batch_size, generator)
     _, test = load_scenes(exp.data, exp.data.eval_split, 8)
     record["figures"] = figures(model, out, cfg, test, generator)
     (out / "metrics.json").write_text(json.dumps(record, indent=2))
@@ -125,7 +107,7 @@ def evaluate(stage: Stage) -> Path:
     """The SRI run of this stage and, when trained, its GENESIS-v2 baseline (in baseline/)."""
     exp = stage.experiment()
     cfg = from_dict(SRIEval, exp.eval, "eval")
-    judge = judge_dir(stage.profile) if exp.data.name == "shapestacks" else None
+    judge = profile_judge(stage.profile) if exp.data.name == "shapestacks" else None
     out = stage.seed_dir
     out.mkdir(parents=True, exist_ok=True)
     record = evaluate_run(stage.run_dir, cfg, out, judge)
