@@ -1,0 +1,114 @@
+"""LOM evaluation (§4, App. A.4-A.7) of one run: the shared generative evaluation (`common.evaluate_generative`:
+FID/KID on N samples at tau = 0.8 against N test scenes, -ELBO in bits/dim, ARI-FG on 320 test scenes), S-Acc on
+ShapeStacks by the learned judge (`common.profile_judge`), DCI on CLEVR6 with EMORL's Table 3 code and factors
+(Table 3), how consistent the generation order is, and the figures of Figs. 3d, 4 and 7 (as samples).
+Writes reports/lom/<config>-<profile>/seeds/seed<k>/metrics.json.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from common.config import from_dict
+from common.evaluate import device_of, eval_device, load_run
+from common.evaluate_generative import draw, s_acc
+from common.evaluate_generative import run as generative_evaluation
+from common.metrics import dci
+from common.metrics.dci import slot_factor_table
+from common.metrics.generative import generation_order
+from common.pipeline import Stage
+from common.profile_judge import profile_judge
+from common.train.experiment import load_scenes
+from common.train.loop import to_float_images
+from common.viz import colour_masks, grid, save_png
+from papers.lom.model import slerp
+
+CLEVR_FACTORS = ("x", "y", "z", "rotation", "size", "material", "shape", "colour")  # EMORL App. E.2 (Table 3)
+
+
+@dataclass
+class LOMEval:
+    n_samples: int = 10_000  # FID: 10K real and 10K generated (§4, after Engelcke et al. 2021)
+    bpd_n: int = 5_000  # -ELBO in bits/dim (not in the paper; Fig. 6a's "test KL" is its KL part)
+    ari_n: int = 320
+    s_acc_n: int = 1_000  # S-Acc over this many samples, and over the paper's 100 (§4)
+    s_acc_paper_n: int = 100
+    order_n: int = 256  # samples for the generation-order measure
+    temperature: float = 0.8  # tau for every LOM result (§4.1, Fig. 7)
+    temperatures: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 1.0)  # Fig. 7's range, as sample rows
+    interpolation_steps: int = 8  # Fig. 4: slerp between two prior samples
+    dci: bool = False  # Table 3 (CLEVR6)
+    dci_n: int = 320
+    quantisation: str = "round"
+    batch_size: int = 100
+    seed: int = 0
+
+
+def consistency(model, cfg: LOMEval, generator: torch.Generator) -> dict:
+    """The generation order's consistency over cfg.order_n samples at tau (Fig. 3d in numbers)."""
+    return generation_order(draw(model, cfg.order_n, cfg.temperature, generator, cfg.batch_size)["masks"])
+
+
+@torch.no_grad()
+def table3(model, exp, cfg: LOMEval) -> dict:
+    """DCI (paper's estimator) of the ordered posterior means against the object factors, slots and objects
+    paired by the IoU of the masks LOM's decoder draws from the means (EMORL App. E.2's protocol)."""
+    meta, test = load_scenes(exp.data, exp.data.eval_split, cfg.dci_n)
+    specs = [f for f in meta.factors if f.name in CLEVR_FACTORS]
+    x = to_float_images(test["image"]).to(device_of(model))
+    means = torch.cat([model.infer(b)["q_z"].mean for b in x.split(cfg.batch_size)])  # [N,K,D]
+    masks = torch.cat([model.decode(m)[1].exp().cpu() for m in means.split(cfg.batch_size)])  # [N,K,1,H,W]
+    codes, factors, kinds, names = slot_factor_table(masks, means.cpu(), test["mask"], test["visibility"],
+                                                     {s.name: test[f"factor.{s.name}"] for s in specs}, specs,
+                                                     meta.num_background)
+    if len(codes) < 4:  # an untrained model's masks match few objects
+        return {"status": f"DCI needs at least 4 slots matched to objects, got {len(codes)}"}
+    d = dci(codes, factors, kinds, seed=cfg.seed, estimator="paper")
+    return {k: d[k] for k in ("disentanglement", "completeness", "informativeness", "n_objects")} | {"factors": names}
+
+
+@torch.no_grad()
+def figures(model, out: Path, cfg: LOMEval, generator: torch.Generator) -> dict:
+    """Fig. 7's temperatures as rows of samples and masks, and Fig. 4: slerp between two scene prior samples."""
+    rows = []
+    for tau in cfg.temperatures:
+        s = model.sample(8, tau, generator=generator)
+        rows += [s["images"].cpu(), colour_masks(s["masks"].cpu())]
+    paths = {"temperatures": save_png(grid(rows), out / "temperatures.png", scale=2)}
+    device, rows = device_of(model), []
+    for _ in range(4):
+        ends = torch.randn(2, model.config.scene_dim, generator=generator, device=device)
+        s = slerp(ends[0], ends[1], torch.linspace(0, 1, cfg.interpolation_steps, device=device))  # [T,D_s]
+        rows.append(model.sample(len(s), cfg.temperature, generator=generator, s=s)["images"].cpu())
+    paths["interpolation"] = save_png(grid(rows), out / "interpolation.png", scale=2)
+    return {k: p.name for k, p in paths.items()}
+
+
+def evaluate(stage: Stage) -> Path:
+    """The whole evaluation of this stage's run into its seed folder (metrics.json and figures)."""
+    exp = stage.experiment()
+    cfg = from_dict(LOMEval, exp.eval, "eval")
+    out = stage.seed_dir
+    out.mkdir(parents=True, exist_ok=True)
+    args = SimpleNamespace(run=stage.run_dir, n=cfg.n_samples, temperature=cfg.temperature, quantisation=cfg.quantisation,
+                           bpd_n=cfg.bpd_n, ari_n=cfg.ari_n, cache=None, seed=cfg.seed, out=out)
+    generative_evaluation(args)  # out/metrics.json, samples.png (Fig. 3, masks by slot number: Fig. 3d)
+    record = json.loads((out / "metrics.json").read_text())
+    _, model = load_run(stage.run_dir)
+    model = model.to(eval_device()).eval()
+    generator = torch.Generator(device=device_of(model)).manual_seed(cfg.seed + 1)
+    record["generation_order"] = consistency(model, cfg, generator)
+    if exp.data.name == "shapestacks":
+        record["s_acc"] = s_acc(model, profile_judge(stage.profile), cfg.s_acc_n, cfg.s_acc_paper_n, cfg.temperature,
+                                cfg.quantisation, cfg.batch_size, generator)
+    if cfg.dci:
+        record["dci"] = table3(model, exp, cfg)
+    record["figures"] = figures(model, out, cfg, generator)
+    record.update(dataset=stage.dataset, config=exp.model_config, eval=dataclasses.asdict(cfg))
+    (out / "metrics.json").write_text(json.dumps(record, indent=2))
+    return out / "metrics.json"
