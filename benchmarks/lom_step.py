@@ -16,7 +16,7 @@ from common.data import generate_split
 from common.models.genesis_v2 import GenesisV2, GenesisV2Config
 from common.provenance import hardware
 from papers.emorl.model import EfficientMORL
-from papers.lom.model import LOM, LOMConfig, _lom_emorl
+from papers.lom.model import LOM, LOMConfig, lom_emorl_config
 
 
 def _genesis() -> GenesisV2Config:
@@ -26,7 +26,7 @@ def _genesis() -> GenesisV2Config:
 
 def models() -> dict[str, torch.nn.Module]:
     torch.manual_seed(0)
-    return {"EMORL (I = 2)": EfficientMORL(_lom_emorl()),
+    return {"EMORL (I = 2)": EfficientMORL(lom_emorl_config()),
             "LOM-EMORL": LOM(LOMConfig()),
             "GENv2-G (independent prior)": GenesisV2(_genesis()),
             "LOM-GENv2-G": LOM(LOMConfig(backbone="genesis_v2", emorl=None, genesis_v2=_genesis(), geco="genesis",

@@ -49,11 +49,6 @@ class LOMEval:
     seed: int = 0
 
 
-def consistency(model, cfg: LOMEval, generator: torch.Generator) -> dict:
-    """The generation order's consistency over cfg.order_n samples at tau (Fig. 3d in numbers)."""
-    return generation_order(draw(model, cfg.order_n, cfg.temperature, generator, cfg.batch_size)["masks"])
-
-
 @torch.no_grad()
 def table3(model, exp, cfg: LOMEval) -> dict:
     """DCI (paper's estimator) of the ordered posterior means against the object factors, slots and objects
@@ -102,7 +97,8 @@ def evaluate(stage: Stage) -> Path:
     _, model = load_run(stage.run_dir)
     model = model.to(eval_device()).eval()
     generator = torch.Generator(device=device_of(model)).manual_seed(cfg.seed + 1)
-    record["generation_order"] = consistency(model, cfg, generator)
+    samples = draw(model, cfg.order_n, cfg.temperature, generator, cfg.batch_size)
+    record["generation_order"] = generation_order(samples["masks"])  # Fig. 3d in numbers
     if exp.data.name == "shapestacks":
         record["s_acc"] = s_acc(model, profile_judge(stage.profile), cfg.s_acc_n, cfg.s_acc_paper_n, cfg.temperature,
                                 cfg.quantisation, cfg.batch_size, generator)

@@ -19,14 +19,13 @@ from torch import Tensor, nn
 from common.hub import HubModel
 from common.matching import greedy_matching, hungarian_permutation, pairwise_distance
 from common.models.genesis_v2 import GenesisV2, GenesisV2Config
-from common.models.segregation import Segregation, fresh_copy
+from common.models.segregation import OnBackbone, Segregation, fresh_copy
 from common.output import ModelOutput
-from common.prob import DiagonalGaussian, GECOMultiplicativeKL, free_bits, geco_for
-from common.prob.likelihood import HALF_LOG_2PI
+from common.prob import DiagonalGaussian, free_bits, geco_for
 from papers.emorl.model import EfficientMORL, EMORLConfig
 
 
-def _lom_emorl() -> EMORLConfig:
+def lom_emorl_config() -> EMORLConfig:
     """EMORL as LOM-EMORL trains it (App. A.4.1-2) on ShapeStacks: I = 2, Gaussian sigma 0.7, K = 9, |z| = 64,
     free bits 0.75 D_z on each KL term, GECO -0.351 per pixel-channel with step 1e-6 and acceleration 50."""
     return EMORLConfig(resolution=(64, 64), num_slots=9, slot_dim=64, decoder="iodine", likelihood="gaussian",
@@ -40,7 +39,7 @@ class LOMConfig:
     in both causal Transformers (App. A.5's Model 0), sum pooling, order-aware scales, GECO in EMORL's flavour."""
 
     backbone: Literal["emorl", "genesis_v2"] = "emorl"
-    emorl: EMORLConfig | None = field(default_factory=_lom_emorl)
+    emorl: EMORLConfig | None = field(default_factory=lom_emorl_config)
     genesis_v2: GenesisV2Config | None = None  # LOM-GENv2-G: the independent prior, Gaussian likelihood
     scene_dim: int = 128  # D_s = 2 D_z (App. A.4.1)
     scene_blocks: int = 2  # residual SA blocks in g_phi (A.5 Models 1-2: 1, 3)
@@ -157,7 +156,7 @@ def build_backbone(c: LOMConfig) -> nn.Module:
     return GenesisV2(c.genesis_v2)
 
 
-class LOM(HubModel):
+class LOM(OnBackbone, HubModel):
     """Eq. 9: the orderless backbone's ELBO + the LOM likelihood, slot KL and scene KL. forward(images) ->
     ModelOutput of the ordered posterior's decoding (slots: its means in generation order)."""
 
@@ -249,10 +248,7 @@ class LOM(HubModel):
         kl = kls["slot_kl"].mean() + scene
         loss = err + kl if self.geco is None else self.geco.loss(err, kl)
         logs = {"err": err.detach(), "slot_kl": kls["slot_kl"].mean().detach(), "scene_kl": kls["scene_kl"].mean().detach()}
-        if isinstance(self.geco, GECOMultiplicativeKL):
-            logs["geco_beta"] = self.geco.beta.detach()
-        elif self.geco is not None:
-            logs["geco_weight"] = self.geco.weight.detach()
+        logs.update(self.geco_logs())
         return loss, rgb, log_m, logs
 
     def forward(self, images: Tensor, step: int | None = None) -> ModelOutput:
@@ -265,32 +261,7 @@ class LOM(HubModel):
         return ModelOutput(loss=seg.loss + loss, recon=(masks * rgb).sum(1), masks=masks, slots=t["q_z"].mean,
                            logs=logs)
 
-    def after_step(self, out: ModelOutput, ok: Tensor | bool = True) -> None:
-        """Both GECOs' updates: the backbone's from its own logs, LOM's from its reconstruction error."""
-        seg_logs = {n[4:]: v for n, v in out.logs.items() if n.startswith("seg_")}
-        self.backbone.after_step(ModelOutput(out.loss, out.recon, out.masks, out.slots, seg_logs), ok)
-        if self.geco is not None:
-            self.geco.update(out.logs["err"], ok)
-
     # -- evaluation -----------------------------------------------------------------------------------
-    @torch.no_grad()
-    def negative_elbo(self, images: Tensor) -> Tensor:
-        """Single-sample -ELBO of the LOM per image [B] in nats (App. A.3): NLL + scene KL + slot KL, no free
-        bits, under the normalised density on [0,1] pixels."""
-        t = self.infer(images)
-        rgb, log_m = self.decode(t["z"])
-        kls = self.kl_terms(t)
-        normalised = self.config.backbone == "genesis_v2" and self.config.genesis_v2.normalised
-        constant = 0.0 if normalised else HALF_LOG_2PI * images[0].numel()
-        return self.backbone.nll(images, rgb, log_m) + constant + kls["scene_kl"] + kls["slot_kl"]
-
-    @torch.no_grad()
-    def encoder_masks(self, images: Tensor) -> Tensor:
-        """The orderless backbone's masks [B,K,1,H,W] in its own order."""
-        if hasattr(self.backbone, "encoder_masks"):
-            return self.backbone.encoder_masks(images)
-        return self.backbone.segregate(images).output.masks
-
     @torch.no_grad()
     def sample(self, n: int, temperature: float | None = None, generator: torch.Generator | None = None,
                num_slots: int | None = None, s: Tensor | None = None) -> dict[str, Tensor]:

@@ -17,10 +17,9 @@ from torch import Tensor, nn
 from common.hub import HubModel
 from common.matching import greedy_matching, hungarian_permutation, pairwise_distance
 from common.models.genesis_v2 import GenesisV2, GenesisV2Config
-from common.models.segregation import Segregation, fresh_copy
+from common.models.segregation import OnBackbone, Segregation, fresh_copy
 from common.output import ModelOutput
-from common.prob import DiagonalGaussian, GECOMultiplicativeKL, geco_for
-from common.prob.likelihood import HALF_LOG_2PI
+from common.prob import DiagonalGaussian, geco_for
 from papers.emorl.model import EfficientMORL, EMORLConfig
 from papers.sri.slot_order import OrderedSlotAttention, SlotOrderConfig
 
@@ -180,7 +179,7 @@ def _build_backbone(c: SRIConfig) -> nn.Module:
     return EfficientMORL(c.emorl)
 
 
-class SRI(HubModel, paper_url="https://github.com/pemami4911/segregate-relate-imagine"):
+class SRI(OnBackbone, HubModel, paper_url="https://github.com/pemami4911/segregate-relate-imagine"):
     """The scene-slot generative model (Eqs. 1-4) trained with SRI inference (Algorithm 2) and
     L = L_seg + L_SRI (Eqs. 11-12). forward(images) -> ModelOutput of the aligned posterior's decoding."""
 
@@ -287,10 +286,7 @@ class SRI(HubModel, paper_url="https://github.com/pemami4911/segregate-relate-im
         kl = sum(kls.values())
         loss = err + kl if self.geco is None else self.geco.loss(err, kl)
         logs = {"err": err.detach(), **{n: v.detach() for n, v in kls.items()}}
-        if isinstance(self.geco, GECOMultiplicativeKL):
-            logs["geco_beta"] = self.geco.beta.detach()
-        elif self.geco is not None:
-            logs["geco_weight"] = self.geco.weight.detach()
+        logs.update(self.geco_logs())
         return loss, rgb, log_m, logs
 
     def forward(self, images: Tensor, step: int | None = None) -> ModelOutput:
@@ -303,33 +299,7 @@ class SRI(HubModel, paper_url="https://github.com/pemami4911/segregate-relate-im
         return ModelOutput(loss=seg.loss + loss, recon=(masks * rgb).sum(1), masks=masks, slots=t["q_z"].mean,
                            logs=logs)
 
-    def after_step(self, out: ModelOutput, ok: Tensor | bool = True) -> None:
-        """Both GECOs' updates (App. A.4.2): the backbone's from its own logs, SRI's from its NLL."""
-        seg_logs = {n[4:]: v for n, v in out.logs.items() if n.startswith("seg_")}
-        self.backbone.after_step(ModelOutput(out.loss, out.recon, out.masks, out.slots, seg_logs), ok)
-        if self.geco is not None:
-            self.geco.update(out.logs["err"], ok)
-
     # -- evaluation -------------------------------------------------------------------------------
-    @torch.no_grad()
-    def negative_elbo(self, images: Tensor) -> Tensor:
-        """Single-sample -ELBO per image [B] in nats (Eq. 17): NLL + scene KL + slot KL, under the
-        normalised density on [0,1] pixels (Tables 1, 3, 4 in bits/dim), whatever training used. The
-        cross-order KL is an auxiliary term, not part of the bound (App. A.3)."""
-        t = self.infer(images)
-        rgb, log_m = self.decode(t["z"])
-        kls = self.kl_terms(t)
-        normalised = self.config.backbone == "genesis_v2" and self.config.genesis_v2.normalised
-        constant = 0.0 if normalised else HALF_LOG_2PI * images[0].numel()
-        return self.backbone.nll(images, rgb, log_m) + constant + kls["scene_kl"] + kls["slot_kl"]
-
-    @torch.no_grad()
-    def encoder_masks(self, images: Tensor) -> Tensor:
-        """The segregation backbone's own masks [B,K,1,H,W] in its order (GENESIS-v2's IC-SBP masks)."""
-        if hasattr(self.backbone, "encoder_masks"):
-            return self.backbone.encoder_masks(images)
-        return self.backbone.segregate(images).output.masks
-
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
                num_slots: int | None = None) -> dict[str, Tensor]:
