@@ -34,7 +34,7 @@ def _with(**changes) -> dict:
 
 
 BAD = {
-    "clip": (_with(**{"train.clip": "nrm"}), "'train.clip' expects one of 'norm', 'value', 'none', got 'nrm'"),
+    "clip": (_with(**{"train.clip": "nrm"}), "'train.clip' expects one of 'norm', 'value', 'inf', 'none', got 'nrm'"),
     "negative steps": (_with(**{"train.steps": -3}), "'train.steps' must be >= 1, got -3"),
     "save_every 0": (_with(**{"train.save_every": 0}), "'train.save_every' must be >= 1, got 0"),
     "batch 0": (_with(**{"train.batch_size": 0}), "'train.batch_size' must be >= 1, got 0"),

@@ -33,7 +33,8 @@ class SlotAttention(nn.Module):
     """
 
     def __init__(self, input_dim: int, slot_dim: int, iters: int = 3, mlp_hidden: int = 128,
-                 eps: float = 1e-8, num_inits: int = 1):
+                 eps: float = 1e-8, num_inits: int = 1, gru: nn.Module | None = None, mlp: nn.Module | None = None,
+                 norm_mlp: nn.Module | None = None):
         super().__init__()
         self.slot_dim, self.iters, self.eps = slot_dim, iters, eps
         self.mu = nn.Parameter(torch.empty(1, num_inits, slot_dim))
@@ -43,12 +44,12 @@ class SlotAttention(nn.Module):
         nn.init.uniform_(self.log_sigma, -bound, bound)
         self.norm_inputs = nn.LayerNorm(input_dim)
         self.norm_slots = nn.LayerNorm(slot_dim)
-        self.norm_mlp = nn.LayerNorm(slot_dim)
+        self.norm_mlp = norm_mlp or nn.LayerNorm(slot_dim)  # SysBinder / SVQ: block-wise (papers/svq/blocks.py)
         self.to_q = nn.Linear(slot_dim, slot_dim, bias=False)
         self.to_k = nn.Linear(input_dim, slot_dim, bias=False)
         self.to_v = nn.Linear(input_dim, slot_dim, bias=False)
-        self.gru = nn.GRUCell(slot_dim, slot_dim)
-        self.mlp = MLP([slot_dim, mlp_hidden, slot_dim])
+        self.gru = gru or nn.GRUCell(slot_dim, slot_dim)
+        self.mlp = mlp or MLP([slot_dim, mlp_hidden, slot_dim])
 
     def init_slots(self, batch: int, num_slots: int, noise: Tensor | None = None) -> Tensor:
         """slots^0 = mu + sigma * noise, noise [B,K,D] ~ N(0, I) unless given (per-slot mu, sigma [1,K,D]
@@ -65,12 +66,15 @@ class SlotAttention(nn.Module):
         k, v = self.to_k(inputs), self.to_v(inputs)  # [B,N,D]
         slots = self.init_slots(inputs.shape[0], num_slots, noise)  # [B,K,D]
         for _ in range(self.iters):
-            prev = slots
-            updates, attn = attend(self.to_q(self.norm_slots(slots)), k, v, self.eps)  # [B,K,D]
-            slots = self.gru(updates.reshape(-1, self.slot_dim).to(prev.dtype),
-                             prev.reshape(-1, self.slot_dim)).view_as(prev)  # [B,K,D]
-            slots = slots + self.mlp(self.norm_mlp(slots))
+            slots, attn = self.step(slots, k, v)
         return slots, attn
+
+    def step(self, slots: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """One iteration: slots [B,K,D], keys and values [B,N,D] -> new slots [B,K,D], attention [B,N,K]."""
+        updates, attn = attend(self.to_q(self.norm_slots(slots)), k, v, self.eps)  # [B,K,D]
+        new = self.gru(updates.reshape(-1, self.slot_dim).to(slots.dtype),
+                       slots.reshape(-1, self.slot_dim)).view_as(slots)  # [B,K,D]
+        return new + self.mlp(self.norm_mlp(new)), attn
 
 
 class SlotFeatures(nn.Module):

@@ -18,6 +18,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -59,7 +60,8 @@ class TrainConfig:
     decay_rate: float = field(default=1.0, metadata=at_least(0, strict=True))
     decay_steps: int = field(default=100_000, metadata=at_least(1))
     decay_after_warmup: bool = True
-    clip: Literal["norm", "value", "none"] = "norm"  # global L2 norm, max-abs value, or none
+    clip: Literal["norm", "value", "inf", "none"] = "norm"  # global L2 norm, max-abs value, global max-abs
+    # rescaling (SVQ / SysBinder: every gradient x min(1, clip_value / max|g|)), or none
     clip_value: float = field(default=5.0, metadata=at_least(0, strict=True))
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     seed: int = field(default=0, metadata=at_least(0))
@@ -139,15 +141,35 @@ def to_float_images(images: Tensor) -> Tensor:
     return images.permute(0, 3, 1, 2).float().div_(255.0)
 
 
+def _constant(step: int) -> float:
+    return 1.0
+
+
+def param_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
+    """The optimiser's parameter groups: `model.param_groups(lr)` where the model has its own (SVQ: the dVAE
+    at a constant rate beside the encoder and decoder on the schedule; each dict has "params", "lr" and
+    optionally "scheduled": False), else every parameter at config.lr on the schedule. Every trainable
+    parameter must be in exactly one group."""
+    if not hasattr(model, "param_groups"):
+        return [{"params": list(model.parameters()), "lr": config.lr}]
+    groups = [dict(g, params=list(g["params"])) for g in model.param_groups(config.lr)]
+    listed = [id(p) for g in groups for p in g["params"]]
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    if len(listed) != len(set(listed)) or set(listed) != trainable:
+        raise ValueError(f"{type(model).__name__}.param_groups must list every trainable parameter exactly once")
+    return groups
+
+
 class Trainer:
-    """Runs `TrainConfig.steps` optimiser steps of `model` on `images` (uint8 [N,H,W,3]).
+    """Runs `TrainConfig.steps` optimiser steps of `model` on `images` (uint8 [N,H,W,3]; any rows with `prepare`
+    turning a batch of them into the model's input, e.g. SVQ's prior on code indices).
 
     Build the model before the Trainer (every process the same initial weights); the Trainer then seeds
     each process by (seed, rank), so ranks draw different noise for their share of the batch."""
 
     def __init__(self, model: nn.Module, images: Tensor, config: TrainConfig, out_dir: str | Path,
-                 accelerator: Accelerator | None = None):
-        self.config, self.out = config, Path(out_dir)
+                 accelerator: Accelerator | None = None, prepare: Callable[[Tensor], Tensor] = to_float_images):
+        self.config, self.out, self.prepare = config, Path(out_dir), prepare  # prepare: stored rows -> a batch
         # cpu=True where there is no accelerator: torchrun's processes then form a gloo group (MULTI_CPU)
         self.accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision,
                                                       cpu=not torch.accelerator.is_available())
@@ -159,11 +181,13 @@ class Trainer:
         self.images = images.to(data_device)  # uint8 [N,H,W,3]
         self.sampler = StepSampler(len(images), config.batch_size, config.seed, acc.process_index, acc.num_processes,
                                    data_device)
-        optimizer = torch.optim.Adam(model.to(acc.device).parameters(), lr=config.lr, betas=tuple(config.betas),
-                                     fused=True)  # fused: skips a non-finite step on the device (found_inf)
+        groups = param_groups(model.to(acc.device), config)
+        optimizer = torch.optim.Adam([{k: g[k] for k in ("params", "lr")} for g in groups], lr=config.lr,
+                                     betas=tuple(config.betas), fused=True)  # fused: skips a non-finite step (found_inf)
         schedule = warmup_decay(config.warmup_steps, config.decay_rate, config.decay_steps, config.decay_after_warmup)
         # Not prepared: Accelerate's scheduler wrapper steps once per process; ours steps once per optimiser step.
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, [schedule if g.get("scheduled", True) else _constant for g in groups])
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.state = TrainState()
         acc.register_for_checkpointing(self.scheduler)
@@ -224,7 +248,7 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------------------------
     def batch(self, step: int) -> Tensor:
-        return to_float_images(self.images[self.sampler(step)]).to(self.accelerator.device, non_blocking=True)
+        return self.prepare(self.images[self.sampler(step)]).to(self.accelerator.device, non_blocking=True)
 
     def _clip(self) -> Tensor:
         """Clip as configured; returns the global gradient norm (a device tensor)."""
@@ -232,6 +256,8 @@ class Trainer:
         if cfg.clip == "value":
             acc.clip_grad_value_(params, cfg.clip_value)
             params = self.model.parameters()
+        if cfg.clip == "inf":
+            return acc.clip_grad_norm_(params, cfg.clip_value, norm_type=math.inf)
         max_norm = cfg.clip_value if cfg.clip == "norm" else math.inf
         return acc.clip_grad_norm_(params, max_norm)
 

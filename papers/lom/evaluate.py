@@ -1,13 +1,15 @@
 """LOM evaluation (§4, App. A.4-A.7) of one run: the shared generative evaluation (`common.evaluate_generative`:
-FID/KID on N samples at tau = 0.8 against N test scenes, -ELBO in bits/dim, ARI-FG on 320 test scenes), S-Acc on
-ShapeStacks by the learned judge (`common.profile_judge`), DCI on CLEVR6 with EMORL's Table 3 code and factors
-(Table 3), how consistent the generation order is, and the figures of Figs. 3d, 4 and 7 (as samples).
+FID/KID on N samples at tau = 0.8 against N test scenes, -ELBO in bits/dim, ARI-FG on 320 test scenes), the test
+KL (Fig. 6a), FID at each temperature (Fig. 7), S-Acc on ShapeStacks by the learned judge
+(`common.profile_judge`), DCI on CLEVR6 with EMORL's Table 3 code and factors (Table 3), how consistent the
+generation order is, and the figures of Figs. 3d, 4, 7 (samples per temperature) and 8-9 (retrieval, App. A.6).
 Writes reports/lom/<config>-<profile>/seeds/seed<k>/metrics.json.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,13 +22,14 @@ from common.evaluate_generative import draw, s_acc
 from common.evaluate_generative import run as generative_evaluation
 from common.metrics import dci
 from common.metrics.dci import slot_factor_table
-from common.metrics.generative import generation_order
+from common.metrics.generative import evaluate_samples, generation_order
 from common.pipeline import Stage
 from common.profile_judge import profile_judge
 from common.train.experiment import load_scenes
 from common.train.loop import to_float_images
 from common.viz import colour_masks, grid, save_png
 from papers.lom.model import slerp
+from papers.lom.retrieval import retrieval_figure
 
 CLEVR_FACTORS = ("x", "y", "z", "rotation", "size", "material", "shape", "colour")  # EMORL App. E.2 (Table 3)
 
@@ -34,13 +37,17 @@ CLEVR_FACTORS = ("x", "y", "z", "rotation", "size", "material", "shape", "colour
 @dataclass
 class LOMEval:
     n_samples: int = 10_000  # FID: 10K real and 10K generated (§4, after Engelcke et al. 2021)
-    bpd_n: int = 5_000  # -ELBO in bits/dim (not in the paper; Fig. 6a's "test KL" is its KL part)
+    bpd_n: int = 5_000  # -ELBO in bits/dim (not in the paper), and Fig. 6a's test KL on as many test scenes
     ari_n: int = 320
     s_acc_n: int = 1_000  # S-Acc over this many samples, and over the paper's 100 (§4)
     s_acc_paper_n: int = 100
     order_n: int = 256  # samples for the generation-order measure
     temperature: float = 0.8  # tau for every LOM result (§4.1, Fig. 7)
     temperatures: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 1.0)  # Fig. 7's range, as sample rows
+    fid_temperatures: tuple[float, ...] = ()  # Fig. 7: FID over n_samples at each (Objects Room: 0.6-1.0)
+    retrieval: bool = False  # App. A.6's figure (needs a scene latent)
+    retrieval_n: int = 50_000  # its database of training scenes (App. A.6: 50K)
+    retrieval_queries: int = 4  # held-out queries, one figure row pair each
     interpolation_steps: int = 8  # Fig. 4: slerp between two prior samples
     dci: bool = False  # Table 3 (CLEVR6)
     dci_n: int = 320
@@ -68,6 +75,31 @@ def table3(model, exp, cfg: LOMEval) -> dict:
 
 
 @torch.no_grad()
+def held_out_kl(model, images: torch.Tensor, batch_size: int) -> dict:
+    """Fig. 6a's test KL: the scene and slot KL per image in nats (no free bits), mean over uint8 images [N,H,W,3]."""
+    device, parts = device_of(model), []
+    for batch in images.split(batch_size):
+        parts.append({k: v.cpu() for k, v in model.kl_terms(model.infer(to_float_images(batch).to(device))).items()})
+    scene, slot = (torch.cat([p[k] for p in parts]).double().mean().item() for k in ("scene_kl", "slot_kl"))
+    return {"kl": scene + slot, "scene_kl": scene, "slot_kl": slot, "n": len(images)}
+
+
+@torch.no_grad()
+def fid_by_temperature(model, real: torch.Tensor, cfg: LOMEval, generator: torch.Generator) -> dict:
+    """Fig. 7: FID of n_samples samples at each temperature against the same test scenes (uint8 [N,3,H,W]),
+    their Inception features computed once."""
+    fids = {}
+    with tempfile.TemporaryDirectory() as cache:
+        for tau in cfg.fid_temperatures:
+            r = evaluate_samples(real, lambda b: model.sample(b, tau, generator=generator)["images"], cfg.n_samples,
+                                 key="fig7", temperature=tau, quantisation=cfg.quantisation, cache_dir=Path(cache))
+            if r["fid"] is None:
+                return {"status": r["status"]}
+            fids[str(tau)] = r["fid"]
+    return {"fid": fids, "n": cfg.n_samples}
+
+
+@torch.no_grad()
 def figures(model, out: Path, cfg: LOMEval, generator: torch.Generator) -> dict:
     """Fig. 7's temperatures as rows of samples and masks, and Fig. 4: slerp between two scene prior samples."""
     rows = []
@@ -75,6 +107,8 @@ def figures(model, out: Path, cfg: LOMEval, generator: torch.Generator) -> dict:
         s = model.sample(8, tau, generator=generator)
         rows += [s["images"].cpu(), colour_masks(s["masks"].cpu())]
     paths = {"temperatures": save_png(grid(rows), out / "temperatures.png", scale=2)}
+    if not has_scene(model):  # A.5 Model 7: nothing to interpolate
+        return {k: p.name for k, p in paths.items()}
     device, rows = device_of(model), []
     for _ in range(4):
         ends = torch.randn(2, model.config.scene_dim, generator=generator, device=device)
@@ -82,6 +116,11 @@ def figures(model, out: Path, cfg: LOMEval, generator: torch.Generator) -> dict:
         rows.append(model.sample(len(s), cfg.temperature, generator=generator, s=s)["images"].cpu())
     paths["interpolation"] = save_png(grid(rows), out / "interpolation.png", scale=2)
     return {k: p.name for k, p in paths.items()}
+
+
+def has_scene(model) -> bool:
+    """Whether the model has a scene latent s (every LOM; not A.5's Model 7)."""
+    return getattr(model, "scene_encoder", None) is not None
 
 
 def evaluate(stage: Stage) -> Path:
@@ -102,9 +141,18 @@ def evaluate(stage: Stage) -> Path:
     if exp.data.name == "shapestacks":
         record["s_acc"] = s_acc(model, profile_judge(stage.profile), cfg.s_acc_n, cfg.s_acc_paper_n, cfg.temperature,
                                 cfg.quantisation, cfg.batch_size, generator)
+    _, test = load_scenes(exp.data, exp.data.eval_split, max(cfg.bpd_n, cfg.n_samples, cfg.retrieval_queries))
+    record["test_kl"] = held_out_kl(model, test["image"][:cfg.bpd_n], cfg.batch_size)
+    if cfg.fid_temperatures:
+        real = test["image"][:cfg.n_samples].permute(0, 3, 1, 2)  # uint8 [N,3,H,W]
+        record["fid_by_temperature"] = fid_by_temperature(model, real, cfg, generator)
     if cfg.dci:
         record["dci"] = table3(model, exp, cfg)
     record["figures"] = figures(model, out, cfg, generator)
+    if cfg.retrieval and has_scene(model):
+        database = load_scenes(exp.data, exp.data.train_split, min(cfg.retrieval_n, exp.data.n_train))[1]["image"]
+        queries = test["image"][-cfg.retrieval_queries:]  # held out: test scenes, none in the database
+        record["retrieval"] = retrieval_figure(model, database, queries, out / "retrieval.png", cfg.batch_size)
     record.update(dataset=stage.dataset, config=exp.model_config, eval=dataclasses.asdict(cfg))
     (out / "metrics.json").write_text(json.dumps(record, indent=2))
     return out / "metrics.json"

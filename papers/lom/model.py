@@ -144,6 +144,14 @@ def slerp(s0: Tensor, s1: Tensor, t: Tensor) -> Tensor:
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
 
 
+def annealed_free_bits(start: float, final: float, anneal: tuple[int, int] | None, step: int | None) -> float:
+    """Eq. 26's lambda at `step`: `start` until anneal's first step, then linearly to `final` at its last."""
+    if anneal is None or step is None:
+        return start
+    first, last = anneal
+    return start + (final - start) * min(max((step - first) / max(last - first, 1), 0.0), 1.0)
+
+
 def build_backbone(c: LOMConfig) -> nn.Module:
     """The auxiliary orderless model (App. A.4.1): EMORL, or GENESIS-v2 with its independent prior."""
     if c.backbone == "emorl":
@@ -179,7 +187,7 @@ class LOM(OnBackbone, HubModel):
             self.f_phi = self.f_theta if c.share_causal else CausalTransformer(z, s, c.causal_blocks)  # f'_phi
             self.w_phi = nn.Linear(z, z)
         for m in (self.scene_encoder, self.f_theta, self.prior_mean, self.prior_pre_std, self.f_phi, self.w_phi):
-            _xavier(m)  # LOM's own layers (App. A.1); the backbone keeps its own initialisation
+            xavier(m)  # LOM's own layers (App. A.1); the backbone keeps its own initialisation
         self.decoder = fresh_copy(self.backbone.decoder)  # the backbone's architecture, LOM's own weights (§3.3)
         self.geco = geco_for(c.geco, c.geco_goal, self.backbone.config.resolution, c.geco_step, c.geco_alpha,
                              c.geco_speedup, c.geco_floor, c.geco_warm_start)
@@ -232,11 +240,8 @@ class LOM(OnBackbone, HubModel):
     def scene_free_bits(self, step: int | None) -> float:
         """lambda of Eq. 26 for the scene KL at `step`: 0.25 D_s, linearly down to 0.167 D_s over the anneal."""
         c = self.config
-        start, final = c.scene_free_bits * c.scene_dim, c.scene_free_bits_final * c.scene_dim
-        if c.free_bits_anneal is None or step is None:
-            return start
-        first, last = c.free_bits_anneal
-        return start + (final - start) * min(max((step - first) / max(last - first, 1), 0.0), 1.0)
+        return annealed_free_bits(c.scene_free_bits * c.scene_dim, c.scene_free_bits_final * c.scene_dim,
+                                  c.free_bits_anneal, step)
 
     def lom_loss(self, images: Tensor, t: dict, step: int | None = None) -> tuple[Tensor, Tensor, Tensor, dict]:
         """LL + slot KL + scene KL (Eqs. 6-8) on batch means, the scene KL under free bits (Eq. 26, not the slot
@@ -279,7 +284,7 @@ class LOM(OnBackbone, HubModel):
         return {"images": (masks * rgb).sum(1), "masks": masks, "slots": z, "s": s}
 
 
-def _xavier(module: nn.Module | None) -> None:
+def xavier(module: nn.Module | None) -> None:
     """Xavier-uniform weights and zero biases on every Linear layer of `module`."""
     for m in module.modules() if module is not None else ():
         if isinstance(m, nn.Linear):

@@ -15,7 +15,8 @@ from common.models.genesis_v2 import GenesisV2, GenesisV2Config
 from common.output import ModelOutput
 from common.prob import DiagonalGaussian, GECOMultiplicativeKL
 from common.prob.likelihood import HALF_LOG_2PI, gaussian_log_density
-from papers.sri.model import SceneEncoder, SlotLSTM, initialise
+from common.nn.slot_lstm import SlotLSTM
+from papers.sri.model import SceneEncoder, initialise
 
 
 def _independent() -> GenesisV2Config:
