@@ -95,7 +95,8 @@ def trainer_step(model, images: torch.Tensor, batch_size: int, out: str | Path) 
 
     def step() -> None:
         output, ok = trainer.train_step(batch)
-        model.after_step(output, ok)
+        if hasattr(model, "after_step"):
+            model.after_step(output, ok)
 
     return step
 

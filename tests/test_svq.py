@@ -241,3 +241,18 @@ def test_prior_trains_on_code_rows_through_the_shared_loop(tmp_path):
     Trainer(prior, codes, TrainConfig(steps=60, batch_size=8, lr=3e-3, clip="none", save_every=60, log_every=20),
             tmp_path / "prior", prepare=lambda rows: rows).fit()
     assert prior.eval()(codes[:1]).loss.item() < 0.5 * 4 * math.log(4)  # well under the uniform 4 log 4
+
+
+def test_folded_slot_attention_equals_attention_over_projected_keys_and_values():
+    """d_s > d_F: attending in the input space is the same arithmetic as over [B,N,d_s] keys and values."""
+    from common.nn.slot_attention import attend
+    model = _model(block_dim=16)  # d_s = 64 > d_F = 32
+    sa = model.slot_attention
+    assert sa.fold and not _model().slot_attention.fold
+    x, slots = sa.norm_inputs(torch.randn(2, 16, 32)), torch.randn(2, 3, model.config.slot_dim)
+    folded, attn = sa.step(slots, *sa.keys_values(x))
+    q = sa.to_q(sa.norm_slots(slots))
+    updates, attn_ref = attend(q, sa.to_k(x), sa.to_v(x))
+    new = sa.gru(updates.reshape(-1, sa.slot_dim), slots.reshape(-1, sa.slot_dim)).view_as(slots)
+    torch.testing.assert_close(attn, attn_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(folded, new + sa.mlp(sa.norm_mlp(new)), rtol=1e-5, atol=1e-5)

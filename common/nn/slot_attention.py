@@ -8,15 +8,15 @@ from common.nn.encoders import MLP, ConvEncoder, flatten_spatial
 from common.nn.position import PositionEmbed
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-8) -> tuple[Tensor, Tensor]:
+def attend(q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-8, scale: float | None = None) -> tuple[Tensor, Tensor]:
     """Slots compete for inputs: softmax over slots, + eps, renormalise over inputs.
 
-    q [B,K,D], k and v [B,N,D] -> updates [B,K,D], attention [B,N,K]. Computed in fp32 even under
-    autocast (fp16 softmax over dot products overflows).
+    q [B,K,D], k [B,N,D], v [B,N,Dv] -> updates [B,K,Dv], attention [B,N,K]; logits scaled by `scale`
+    (default D^-1/2). Computed in fp32 even under autocast (fp16 softmax over dot products overflows).
     """
     with torch.autocast(device_type=q.device.type, enabled=False):
         q, k, v = q.float(), k.float(), v.float()
-        logits = torch.einsum("bnd,bkd->bnk", k, q) * q.shape[-1] ** -0.5  # [B,N,K]
+        logits = torch.einsum("bnd,bkd->bnk", k, q) * (q.shape[-1] ** -0.5 if scale is None else scale)  # [B,N,K]
         attn = logits.softmax(dim=-1) + eps  # [B,N,K]
         weights = attn / attn.sum(dim=1, keepdim=True)  # [B,N,K]
         updates = torch.einsum("bnk,bnd->bkd", weights, v)  # [B,K,D]
@@ -48,6 +48,7 @@ class SlotAttention(nn.Module):
         self.to_q = nn.Linear(slot_dim, slot_dim, bias=False)
         self.to_k = nn.Linear(input_dim, slot_dim, bias=False)
         self.to_v = nn.Linear(input_dim, slot_dim, bias=False)
+        self.fold = input_dim < slot_dim  # attend in the input space: see `step`
         self.gru = gru or nn.GRUCell(slot_dim, slot_dim)
         self.mlp = mlp or MLP([slot_dim, mlp_hidden, slot_dim])
 
@@ -62,16 +63,27 @@ class SlotAttention(nn.Module):
 
     def forward(self, inputs: Tensor, num_slots: int, noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """inputs [B,N,Din] -> slots [B,K,D], last attention [B,N,K]."""
-        inputs = self.norm_inputs(inputs)
-        k, v = self.to_k(inputs), self.to_v(inputs)  # [B,N,D]
+        k, v = self.keys_values(self.norm_inputs(inputs))
         slots = self.init_slots(inputs.shape[0], num_slots, noise)  # [B,K,D]
         for _ in range(self.iters):
             slots, attn = self.step(slots, k, v)
         return slots, attn
 
+    def keys_values(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The normalised inputs x [B,N,Din] -> keys and values for `step`: their projections [B,N,D], or x
+        itself when the slots are wider than the inputs (`fold`)."""
+        return (x, x) if self.fold else (self.to_k(x), self.to_v(x))
+
     def step(self, slots: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """One iteration: slots [B,K,D], keys and values [B,N,D] -> new slots [B,K,D], attention [B,N,K]."""
-        updates, attn = attend(self.to_q(self.norm_slots(slots)), k, v, self.eps)  # [B,K,D]
+        """One iteration: slots [B,K,D], keys and values from `keys_values` -> new slots [B,K,D], attention
+        [B,N,K]. Folded (D > Din, SysBinder / SVQ: 2048 vs 192) it is the same arithmetic reassociated, with
+        no [B,N,D] keys or values: q . (W_k x_n) = (q W_k) . x_n and sum_n w_n W_v x_n = W_v sum_n w_n x_n."""
+        q = self.to_q(self.norm_slots(slots))  # [B,K,D]
+        if self.fold:
+            u, attn = attend(q @ self.to_k.weight, k, v, self.eps, scale=self.slot_dim ** -0.5)  # [B,K,Din]
+            updates = self.to_v(u)  # [B,K,D]
+        else:
+            updates, attn = attend(q, k, v, self.eps)  # [B,K,D]
         new = self.gru(updates.reshape(-1, self.slot_dim).to(slots.dtype),
                        slots.reshape(-1, self.slot_dim)).view_as(slots)  # [B,K,D]
         return new + self.mlp(self.norm_mlp(new)), attn

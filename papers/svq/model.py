@@ -104,8 +104,7 @@ class BlockSlotAttention(SlotAttention):
         self.blocks, self.codebooks = c.blocks, codebooks
 
     def forward(self, inputs: Tensor, num_slots: int, noise: Tensor | None = None) -> dict[str, Tensor | None]:
-        inputs = self.norm_inputs(inputs)
-        k, v = self.to_k(inputs), self.to_v(inputs)  # [B,hw,d_s]
+        k, v = self.keys_values(self.norm_inputs(inputs))  # the inputs themselves: d_s > d_F folds (common.nn)
         slots = self.init_slots(inputs.shape[0], num_slots, noise)  # [B,N,d_s]
         indices = commitment = None
         for _ in range(self.iters):
