@@ -365,7 +365,9 @@ class Trainer:
         values = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=self.accelerator.device).detach()
                               for v in [out.loss, *out.logs.values()]])  # [M]
         values = self.accelerator.reduce(values, "mean").tolist()
-        row = {"step": self.state.step, "loss": values[0], "lr": self.scheduler.get_last_lr()[0],
+        lrs = self.scheduler.get_last_lr()  # one per parameter group: lr, then lr1, lr2, ... (SVQ)
+        row = {"step": self.state.step, "loss": values[0], "lr": lrs[0],
+               **{f"lr{i}": lr for i, lr in enumerate(lrs[1:], 1)},
                "images_per_s": images_per_s, **dict(zip(names[1:], values[1:]))}
         if self.accelerator.is_main_process:
             self.log.append(row)

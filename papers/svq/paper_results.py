@@ -1,0 +1,27 @@
+"""Numbers reported in the SVQ paper (Wu, Lee and Ahn), with where they come from (for the paper column only).
+No seeds or standard deviations are printed: one run per entry."""
+
+GENERATION_HAND_LABELLED = 128  # §5.1.1: 128 samples per model inspected by hand
+PRIOR_STEPS, SVQ_STEPS = 1_000_000, 400_000  # App. B.1
+
+# Table 2: FID and generation accuracy (%) on the 2D Sprites sets; our config names as keys
+TABLE2 = {
+    "sprites3": {"fid": {"VQ-VAE": 14.81, "dVAE": 7.26, "SVQ": 6.61},
+                 "generation_accuracy": {"VQ-VAE": 28.91, "dVAE": 75.78, "SVQ": 75.00}},
+    "sprites4": {"fid": {"VQ-VAE": 26.35, "dVAE": 19.15, "SVQ": 17.93},
+                 "generation_accuracy": {"VQ-VAE": 21.88, "dVAE": 62.50, "SVQ": 66.41}},
+    "sprites4_bg": {"fid": {"VQ-VAE": 58.14, "dVAE": 66.08, "SVQ": 58.50},
+                    "generation_accuracy": {"VQ-VAE": 19.53, "dVAE": 30.47, "SVQ": 42.19}},
+}
+# Table 3: FID on the CLEVR sets
+TABLE3 = {
+    "clevr_easy": {"GENESIS-v2": 115.56, "VQ-VAE": 57.06, "dVAE": 40.30, "SVQ": 32.50},
+    "clevr_hard": {"GENESIS-v2": 93.01, "VQ-VAE": 73.33, "dVAE": 65.89, "SVQ": 43.12},
+    "clevr_tex": {"GENESIS-v2": 225.08, "VQ-VAE": 178.59, "dVAE": 112.80, "SVQ": 84.52},
+}
+# Table 4 (downstream odd-one-out: steps to 98 % ID accuracy, OOD accuracy %): issue 18
+TABLE4 = {"dVAE": (37_000, 26.7), "VQ-VAE Indices": (77_000, 24.0), "SysBinder": (27_000, 67.6),
+          "SVQ Indices": (77_000, 46.8)}
+# Table 5 (CLEVR-Hard property comparison: ID, OOD accuracy %): issue 18
+TABLE5 = {"dVAE": (27.52, 19.87), "VQ-VAE Indices": (24.53, 17.74), "VQ-VAE Codebook": (23.73, 18.80),
+          "SysBinder": (79.60, 70.09), "SVQ Indices": (68.21, 64.53), "SVQ Codebook": (75.86, 71.15)}
