@@ -87,10 +87,11 @@ def forward_timings(model, x: torch.Tensor, repeats: int, **kwargs) -> dict:
     return out
 
 
-def trainer_step(model, images: torch.Tensor, batch_size: int, out: str | Path) -> Callable[[], None]:
+def trainer_step(model, images: torch.Tensor, batch_size: int, out: str | Path, **train) -> Callable[[], None]:
     """One full optimiser step of `model` through the shared Trainer (forward, backward, Adam, the model's
-    after_step: GECO) on the first batch of `images` (uint8 [N,H,W,3]); checkpoints would go to `out`."""
-    trainer = Trainer(model, images, TrainConfig(batch_size=batch_size, lr=1e-4, clip="none"), out)
+    after_step: GECO) on the first batch of `images` (uint8 [N,H,W,3]); checkpoints would go to `out`.
+    `train`: TrainConfig fields beyond the defaults (lr 1e-4, no clipping)."""
+    trainer = Trainer(model, images, TrainConfig(**{"batch_size": batch_size, "lr": 1e-4, "clip": "none", **train}), out)
     batch = trainer.batch(0)
 
     def step() -> None:

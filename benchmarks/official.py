@@ -267,3 +267,72 @@ def official_sri_step(official: OfficialSRI, images: torch.Tensor) -> Callable[[
         official.optimiser.step()
 
     return step
+
+
+# -- SVQ / NLoTM (yfw/nlotm) ---------------------------------------------------------------------
+# Its train.py (CUDA, DataParallel, PNG loaders, TensorBoard) is bypassed; `official_svq_step` repeats its
+# inner-loop body on the unmodified `nlotm.NlotmImageAutoEncoder`, built from its own args.py defaults with
+# --image_size 64: forward(image, tau), loss = mse + CE + vq_beta vq + commitment_beta commitment, backward,
+# clip_grad_norm_(0.05, inf), Adam over its three groups (dVAE, image_encoder, image_decoder). Left out: the
+# learning-rate arithmetic (three scalars per step) and fp16 (off by default). Its model runs on the CPU as is.
+SVQ_MODULES = ["args", "utils", "dvae", "transformer", "nlotm"]  # nlotm imports the other three at top level
+
+
+@dataclass
+class OfficialSVQ:
+    model: torch.nn.Module
+    args: object  # its argparse namespace
+    optimiser: torch.optim.Optimizer
+
+
+def _torchvision_stand_in() -> None:
+    """nlotm's utils.py imports torchvision.utils for its `visualize` (image grids), never called by a training
+    step; torchvision cannot be installed beside our local CPU torch build, so a stand-in answers the import and
+    fails loudly if anything calls it."""
+    try:
+        import torchvision.utils  # noqa: F401
+    except Exception:
+        import types
+
+        def unavailable(*args, **kwargs):
+            raise RuntimeError("torchvision stand-in (benchmarks/official.py): image grids are not available")
+
+        utils = types.SimpleNamespace(make_grid=unavailable, save_image=unavailable)
+        sys.modules["torchvision"] = types.SimpleNamespace(utils=utils)
+        sys.modules["torchvision.utils"] = utils
+
+
+def load_svq(path: str | Path, image_size: int = 64, device: str | torch.device = "cpu") -> OfficialSVQ:
+    import argparse
+    root = Path(path).expanduser().resolve()
+    if not (root / "nlotm.py").is_file():
+        raise OfficialUnavailable(f"{root} has no nlotm.py (a checkout of yfw/nlotm?)")
+    try:
+        import einops  # noqa: F401
+    except ImportError:
+        raise OfficialUnavailable(f"einops is not installed; the official nlotm.py needs it: {INSTALL_HINT}") from None
+    _torchvision_stand_in()
+    args_module, *_, nlotm = _import_from(root, SVQ_MODULES)
+    parser = argparse.ArgumentParser()
+    args_module.add_common_args(parser)
+    args = parser.parse_args(["--image_size", str(image_size)])
+    torch.manual_seed(0)
+    model = nlotm.NlotmImageAutoEncoder(args).to(device)
+    groups = [[p for n, p in model.named_parameters() if key in n] for key in ("dvae", "image_encoder", "image_decoder")]
+    optimiser = torch.optim.Adam([{"params": g, "lr": lr} for g, lr in zip(groups, (3e-4, 1e-4, 3e-4))])
+    return OfficialSVQ(model, args, optimiser)
+
+
+def official_svq_step(official: OfficialSVQ, images: torch.Tensor, tau: float = 1.0) -> Callable[[], None]:
+    """train.py's inner-loop body. Images float [B,3,H,W] in [0,1], contiguous NCHW as its loader gives them."""
+    x, a = images.contiguous(), official.args
+
+    def step() -> None:
+        official.optimiser.zero_grad()
+        _, cross_entropy, mse, _, vq_loss, commitment = official.model(x, tau)
+        loss = mse + cross_entropy + a.vq_beta * vq_loss + a.commitment_beta * commitment
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(official.model.parameters(), 0.05, "inf")
+        official.optimiser.step()
+
+    return step

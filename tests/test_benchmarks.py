@@ -233,3 +233,9 @@ def test_sri_step_says_why_a_checkout_without_the_official_model_cannot_be_timed
     sri_step.main(str(tmp_path), batch_size=2, repeats=1, warmup=0)
     out = capsys.readouterr().out
     assert "official comparison skipped" in out and "has no sri/model.py" in out and "recorded anchor" in out
+
+
+def test_svq_official_refuses_a_folder_that_is_not_a_checkout(tmp_path):
+    from benchmarks.official import load_svq
+    with pytest.raises(OfficialUnavailable, match="no nlotm.py"):
+        load_svq(tmp_path)

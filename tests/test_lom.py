@@ -181,12 +181,9 @@ def test_lom_emorl_trains_a_step_with_both_gecos_and_free_bits():
     assert all((k >= 0.75 * 16 - 1e-4).all() for k in its["kl"][1:])  # EMORL's KL terms under free bits
 
 
-def test_trains_through_the_shared_loop_and_round_trips(tmp_path):
-    from common.train import TrainConfig, Trainer
+def test_trains_through_the_shared_loop_and_round_trips(tmp_path, train_two_steps):
     model = _model()
-    images = (torch.rand(8, SIZE, SIZE, 3) * 255).to(torch.uint8)
-    Trainer(model, images, TrainConfig(steps=2, batch_size=4, lr=1e-4, clip="none", save_every=2, log_every=1),
-            tmp_path / "run").fit()
+    train_two_steps(model, SIZE)
     assert int(model.geco.steps) == 2 and int(model.backbone.geco.steps) == 2
     model.save_pretrained(tmp_path / "model")
     again = LOM.from_pretrained(tmp_path / "model")

@@ -91,12 +91,9 @@ def test_slot_kl_is_the_sum_over_slots_of_emorls_posterior_against_the_prior():
     torch.testing.assert_close(q.mean, t["segregation"].mean)  # EMORL's posterior itself, in its own order
 
 
-def test_temperature_given_scenes_and_the_round_trip(tmp_path):
-    from common.train import TrainConfig, Trainer
+def test_temperature_given_scenes_and_the_round_trip(tmp_path, train_two_steps):
     model = _model(scene=True)
-    images = (torch.rand(8, SIZE, SIZE, 3) * 255).to(torch.uint8)
-    Trainer(model, images, TrainConfig(steps=2, batch_size=4, lr=1e-4, clip="none", save_every=2, log_every=1),
-            tmp_path / "run").fit()
+    train_two_steps(model, SIZE)
     model.eval()
     g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
     s = torch.randn(3, 24)

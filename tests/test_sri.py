@@ -220,12 +220,9 @@ def test_negative_elbo_is_nll_plus_scene_and_slot_kl():
     torch.testing.assert_close(nelbo, model.backbone.nll(x, rgb, log_m) + kls["scene_kl"] + kls["slot_kl"])
 
 
-def test_trains_through_the_shared_loop_and_round_trips(tmp_path):
-    from common.train import TrainConfig, Trainer
+def test_trains_through_the_shared_loop_and_round_trips(tmp_path, train_two_steps):
     model = _model(decoder="separate")
-    images = (torch.rand(8, SIZE, SIZE, 3) * 255).to(torch.uint8)
-    Trainer(model, images, TrainConfig(steps=2, batch_size=4, lr=1e-4, clip="none", save_every=2, log_every=1),
-            tmp_path / "run").fit()
+    train_two_steps(model, SIZE)
     assert int(model.geco.steps) == 2 and int(model.backbone.geco.steps) == 2
     model.save_pretrained(tmp_path / "model")
     again = SRI.from_pretrained(tmp_path / "model")

@@ -85,16 +85,20 @@ def held_out_kl(model, images: torch.Tensor, batch_size: int) -> dict:
 
 
 @torch.no_grad()
-def fid_by_temperature(model, real: torch.Tensor, cfg: LOMEval, generator: torch.Generator) -> dict:
+def fid_by_temperature(model, real: torch.Tensor, cfg: LOMEval, generator: torch.Generator, measured: dict) -> dict:
     """Fig. 7: FID of n_samples samples at each temperature against the same test scenes (uint8 [N,3,H,W]),
-    their Inception features computed once."""
+    their Inception features computed once; at the evaluation's own temperature, its FID (`measured`, the
+    shared evaluation's metrics over the same n_samples and scenes) is reused rather than sampled again."""
+    if measured.get("fid") is None:
+        return {"status": measured.get("status", "FID unavailable")}
     fids = {}
     with tempfile.TemporaryDirectory() as cache:
         for tau in cfg.fid_temperatures:
+            if tau == measured["temperature"]:
+                fids[str(tau)] = measured["fid"]
+                continue
             r = evaluate_samples(real, lambda b: model.sample(b, tau, generator=generator)["images"], cfg.n_samples,
                                  key="fig7", temperature=tau, quantisation=cfg.quantisation, cache_dir=Path(cache))
-            if r["fid"] is None:
-                return {"status": r["status"]}
             fids[str(tau)] = r["fid"]
     return {"fid": fids, "n": cfg.n_samples}
 
@@ -145,7 +149,7 @@ def evaluate(stage: Stage) -> Path:
     record["test_kl"] = held_out_kl(model, test["image"][:cfg.bpd_n], cfg.batch_size)
     if cfg.fid_temperatures:
         real = test["image"][:cfg.n_samples].permute(0, 3, 1, 2)  # uint8 [N,3,H,W]
-        record["fid_by_temperature"] = fid_by_temperature(model, real, cfg, generator)
+        record["fid_by_temperature"] = fid_by_temperature(model, real, cfg, generator, record["metrics"])
     if cfg.dci:
         record["dci"] = table3(model, exp, cfg)
     record["figures"] = figures(model, out, cfg, generator)

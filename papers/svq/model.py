@@ -24,6 +24,11 @@ from papers.svq.blocks import BlockGRU, BlockLayerNorm, BlockLinear, BlockMLP
 from papers.svq.quantiser import BlockCodebooks
 
 
+CITATION = """@article{wu2023svq,
+  title={Object-Centric Semantic Vector Quantization},
+  author={Wu, Yi-Fu and Lee, Minseung and Ahn, Sungjin}, journal={arXiv preprint arXiv:2308.00390}, year={2023}}"""
+
+
 @dataclass
 class SVQConfig:
     """Defaults: 2D Sprites (Table 6): 64 px, 6 slots, M = 8 blocks of d_c = 256, 64 codes per block, 3 iterations,
@@ -82,8 +87,8 @@ class ImageEncoder(nn.Module):
                 nn.init.xavier_uniform_(layer.weight)
             else:
                 nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
-        h, w = c.resolution[0] // stride, c.resolution[1] // stride
-        self.position = PositionEmbed(c.feature_dim, h, w, mode="add")
+        self.grid = (c.resolution[0] // stride, c.resolution[1] // stride)  # the input map slot attention reads
+        self.position = PositionEmbed(c.feature_dim, *self.grid, mode="add")
         self.mlp = nn.Sequential(nn.LayerNorm(c.feature_dim), nn.Linear(c.feature_dim, c.feature_dim), nn.ReLU(),
                                  nn.Linear(c.feature_dim, c.feature_dim))
 
@@ -178,9 +183,7 @@ class SVQ(HubModel):
     reconstruction (soft tokens); masks the slots' attention; slots the quantised slots [B,N,d_s]."""
 
     config_class = SVQConfig
-    citation = """@article{wu2023svq,
-  title={Object-Centric Semantic Vector Quantization},
-  author={Wu, Yi-Fu and Lee, Minseung and Ahn, Sungjin}, journal={arXiv preprint arXiv:2308.00390}, year={2023}}"""
+    citation = CITATION
 
     def __init__(self, config: SVQConfig):
         super().__init__()
@@ -212,10 +215,9 @@ class SVQ(HubModel):
         return self.slot_attention(self.encoder(images), self.config.num_slots)
 
     def masks(self, attn: Tensor) -> Tensor:
-        """Attention [B,hw,N] over the 64x64 (or HxW) input map -> masks [B,N,1,H,W] at the image size."""
-        b, hw, n = attn.shape
-        side = int(hw**0.5)
-        m = attn.transpose(1, 2).reshape(b * n, 1, side, side)
+        """Attention [B,hw,N] over the encoder's input map -> masks [B,N,1,H,W] at the image size."""
+        b, _, n = attn.shape
+        m = attn.transpose(1, 2).reshape(b * n, 1, *self.encoder.grid)
         m = F.interpolate(m, size=self.config.resolution, mode="bilinear", align_corners=False)
         return m.view(b, n, 1, *self.config.resolution)
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from common.hub import HubModel
 from common.output import ModelOutput
+from papers.svq.model import CITATION
 
 
 @dataclass
@@ -48,9 +49,7 @@ class SemanticPrior(HubModel):
     `sample(n, temperature, top_k, generator)` -> codes [n,N,M]."""
 
     config_class = PriorConfig
-    citation = """@article{wu2023svq,
-  title={Object-Centric Semantic Vector Quantization},
-  author={Wu, Yi-Fu and Lee, Minseung and Ahn, Sungjin}, journal={arXiv preprint arXiv:2308.00390}, year={2023}}"""
+    citation = CITATION
 
     def __init__(self, config: PriorConfig):
         super().__init__()
