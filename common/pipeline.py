@@ -127,11 +127,12 @@ def same_config(run_dir: Path, stage: Stage, settings: list[str]) -> bool:
 
 
 def train(stage: Stage, resume: bool = False, data: Stage | None = None, run_dir: Path | None = None,
-          max_minutes: float | None = None) -> Path:
+          max_minutes: float | None = None, **rows) -> Path:
     """Run the shared training CLI on the prepared data of `data` (default: this stage's own) into
     `run_dir` (default: the stage's). An unfinished run there is resumed (its config must match); anything
     else there is replaced by a fresh run. `max_minutes` (default: $OCREPRO_MAX_MINUTES) is a time budget
-    after which training saves and stops (BudgetSpent); the same call again resumes."""
+    after which training saves and stops (BudgetSpent); the same call again resumes. `rows=..., prepare=...`
+    train on rows other than the data's images (`common.train.__main__.run`; SVQ's priors on codes)."""
     from common.train.__main__ import parse_args, run
     run_dir = run_dir or stage.run_dir
     settings = [f"data.path={data_path(data or stage)}", *stage.settings]
@@ -144,7 +145,7 @@ def train(stage: Stage, resume: bool = False, data: Stage | None = None, run_dir
     args += ["--max-minutes", str(max_minutes)] if max_minutes is not None else []
     if resume:
         print(f"resuming the unfinished run in {run_dir}", file=sys.stderr)
-    return run(parse_args(args))
+    return run(parse_args(args), **rows)
 
 
 def report_seeds(paper: str, given: str | None) -> list[int] | None:

@@ -1,7 +1,8 @@
-"""python -m common.profile_judge --profile P: the S-Acc judge that SRI's and LOM's evaluations use at profile P,
-runs/judges/s_acc-<profile> (the root dvc.yaml's `profile_judge` stage). On the smoke profile a tiny one in a
-minute (its accuracy in its card says how little it means); otherwise one with the settings of the judge of
-record (params.yaml `judges`; its accuracy is in reports/judges)."""
+"""python -m common.profile_judge --profile P [--task T]: the judge that the evaluations use at profile P,
+runs/judges/<task>-<profile> (the root dvc.yaml's `profile_judge` stage): S-Acc (`s_acc`, SRI and LOM) or
+generation accuracy (`generation_accuracy`, SVQ). On the smoke profile a tiny one in a minute (its accuracy in
+its card says how little it means); otherwise one with the settings of the judge of record (params.yaml
+`judges`; its accuracy is in reports/judges)."""
 from __future__ import annotations
 
 import argparse
@@ -15,26 +16,31 @@ from common.pipeline import ROOT, output_root
 SMOKE = {"n_train": 300, "n_test": 100, "steps": 60, "n_anchor": 40}
 
 
-def profile_judge(profile: str) -> Path:
-    return output_root() / "runs" / "judges" / f"s_acc-{profile}"
+TASKS = ("s_acc", "generation_accuracy")
 
 
-def train_profile_judge(profile: str) -> Path:
+def profile_judge(profile: str, task: str = "s_acc") -> Path:
+    return output_root() / "runs" / "judges" / f"{task}-{profile}"
+
+
+def train_profile_judge(profile: str, task: str = "s_acc") -> Path:
     from common.metrics.judges.train import train
     if profile == "smoke":
         sizes = SMOKE
     else:
         judges = yaml.safe_load((ROOT / "params.yaml").read_text())["judges"]
-        sizes = {"n_train": judges["n_train"], "steps": judges["tasks"]["s_acc"]["steps"]}
-    out = profile_judge(profile)
-    train("s_acc", out, seed=0, **sizes)
+        sizes = {"n_train": judges["n_train"], "steps": judges["tasks"][task]["steps"]}
+    out = profile_judge(profile, task)
+    train(task, out, seed=0, **sizes)
     return out
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m common.profile_judge", description=__doc__)
     p.add_argument("--profile", required=True, choices=["smoke", "short", "paper"])
-    print(f"judge: {train_profile_judge(p.parse_args(argv).profile)}")
+    p.add_argument("--task", default="s_acc", choices=TASKS)
+    args = p.parse_args(argv)
+    print(f"judge: {train_profile_judge(args.profile, args.task)}")
     return 0
 
 

@@ -33,8 +33,10 @@ def test_every_listed_dataset_has_a_config_and_evaluation_only_ones_name_their_r
         if "datasets" not in settings:
             continue
         only = {e["dataset"]: e["run"] for e in settings.get("evaluation_only", [])}
-        # EMORL, IODINE: trained + evaluation-only; SRI: with a GENESIS-v2 baseline + variants without one; LOM: all
-        split = settings.get("trained", settings.get("baselines", []) + settings.get("variants", []))
+        # EMORL, IODINE: trained + evaluation-only; SRI: with a GENESIS-v2 baseline + variants without one; SVQ: with
+        # priors + variants without; LOM: all
+        split = settings.get("trained", settings.get("baselines", settings.get("generative", []))
+                             + settings.get("variants", []))
         trained = split if split or only else settings["datasets"]
         assert sorted(settings["datasets"]) == sorted(trained + list(only)), paper
         assert settings["seeds"] and all(isinstance(k, int) for k in settings["seeds"]), paper

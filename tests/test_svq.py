@@ -124,6 +124,20 @@ def test_the_token_decoder_and_the_prior_are_causal():
     assert not torch.allclose(la[:, 7], lb[:, 7])
 
 
+def test_cached_generation_picks_the_tokens_full_recomputation_picks():
+    model = _model().eval()
+    with torch.no_grad():
+        for layer in model.decoder.layers:  # sharper logits than at init, so argmax ties cannot hide a difference
+            layer.mlp[2].weight.mul_(20)
+    memory = torch.randn(3, 12, 32)
+    cached = model.decoder.generate(memory, model.config.tokens)
+    full = model.decoder.generate(memory, model.config.tokens, cache=False)
+    assert torch.equal(cached, full)
+    assert len(cached.unique()) > 3  # not a constant sequence
+    teacher = model.decoder(cached, memory).argmax(-1)  # greedy: every token the argmax given its past
+    assert torch.equal(teacher, cached)
+
+
 def test_dropout_is_off_at_evaluation():
     model = _model(dropout=0.5)
     prior = SemanticPrior(PriorConfig(num_slots=3, blocks=4, codebook_size=8, d_model=32, layers=2, heads=2, ffn=64,

@@ -1,6 +1,8 @@
-"""Pre-LayerNorm transformer blocks on `F.scaled_dot_product_attention` (causal or not)."""
+"""Pre-LayerNorm transformer blocks on `F.scaled_dot_product_attention` (causal or not), with an optional
+key/value cache for autoregressive decoding one position at a time."""
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -20,10 +22,26 @@ class MultiHeadAttention(nn.Module):
         b, n, d = x.shape
         return x.view(b, n, self.heads, d // self.heads).transpose(1, 2)  # [B,h,N,d/h]
 
-    def forward(self, x: Tensor, memory: Tensor | None = None, causal: bool = False) -> Tensor:
-        """x [B,N,D], memory [B,M,D] (keys/values; x itself if None) -> [B,N,D]."""
-        memory = x if memory is None else memory
-        q, k, v = self._split(self.q(x)), self._split(self.k(memory)), self._split(self.v(memory))
+    def forward(self, x: Tensor, memory: Tensor | None = None, causal: bool = False,
+                cache: dict | None = None) -> Tensor:
+        """x [B,N,D], memory [B,M,D] (keys/values; x itself if None) -> [B,N,D].
+
+        `cache` (a dict, empty at the first call) keeps keys and values between calls: for self-attention
+        the new positions' are appended (x then holds only positions not seen before; after the first call,
+        one at a time), for cross-attention the memory's are computed once."""
+        q = self._split(self.q(x))  # [B,h,N,d/h]
+        if cache is not None and memory is not None and "k" in cache:  # cross-attention, memory seen
+            k, v = cache["k"], cache["v"]
+        else:
+            source = x if memory is None else memory
+            k, v = self._split(self.k(source)), self._split(self.v(source))
+            if cache is not None and memory is None and "k" in cache:  # self-attention: extend the past
+                if x.shape[1] != 1:
+                    raise ValueError(f"a cached self-attention step takes one new position, got {x.shape[1]}")
+                k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
+                causal = False  # the one query sees every cached position and itself
+            if cache is not None:
+                cache.update(k=k, v=v)
         drop = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=causal)  # [B,h,N,d/h]
         return self.out(y.transpose(1, 2).flatten(2))  # [B,N,D]
@@ -43,11 +61,14 @@ class TransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim), nn.Dropout(dropout))
 
-    def forward(self, x: Tensor, memory: Tensor | None = None) -> Tensor:
-        """x [B,N,D] (memory [B,M,D] with cross-attention) -> [B,N,D]."""
-        x = x + self.attn(self.norm1(x), causal=self.causal)
+    def forward(self, x: Tensor, memory: Tensor | None = None, cache: dict | None = None) -> Tensor:
+        """x [B,N,D] (memory [B,M,D] with cross-attention) -> [B,N,D]. `cache`: a dict kept between calls
+        of autoregressive decoding (MultiHeadAttention's), one entry per attention."""
+        own = None if cache is None else cache.setdefault("self", {})
+        x = x + self.attn(self.norm1(x), causal=self.causal, cache=own)
         if self.cross is not None:
             if memory is None:
                 raise ValueError("this block has cross-attention and needs `memory`")
-            x = x + self.cross(self.norm_cross(x), memory)
+            cross = None if cache is None else cache.setdefault("cross", {})
+            x = x + self.cross(self.norm_cross(x), memory, cache=cross)
         return x + self.mlp(self.norm2(x))

@@ -15,16 +15,18 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 from accelerate.utils import set_seed
 
 from common.config import ConfigError, parse_overrides, to_dict
 from common.hub import CheckpointError
 from common.train.experiment import build_model, check_resumable, load_experiment, load_train_images, write_config
-from common.train.loop import EXIT_BUDGET, BudgetSpent, Trainer, TrainingDiverged
+from common.train.loop import EXIT_BUDGET, BudgetSpent, Trainer, TrainingDiverged, to_float_images
 
 
 def parse_args(argv):
@@ -81,7 +83,9 @@ def check_data(exp, model, images, run_dir: Path, resuming: bool) -> str:
     return digest
 
 
-def run(args) -> Path:
+def run(args, rows: torch.Tensor | None = None, prepare: Callable[[torch.Tensor], torch.Tensor] = to_float_images) -> Path:
+    """Train the experiment of `args` on its images, or on `rows` with `prepare` making a batch of them the
+    model's input (e.g. SVQ's prior on code indices; the config's data section then names their source)."""
     check_launch()
     exp = load_experiment(args.config, args.profile, parse_overrides(args.overrides))
     config_path, resuming = args.out / "config.yaml", started(args.out)
@@ -94,11 +98,11 @@ def run(args) -> Path:
     deadline = None if args.max_minutes is None else time.monotonic() + 60 * args.max_minutes
     set_seed(exp.train.seed)  # every process builds the same initial weights
     model = build_model(exp)
-    images = load_train_images(exp.data)
+    images = load_train_images(exp.data) if rows is None else rows
     digest = check_data(exp, model, images, args.out, resuming)
     if not resuming:
         shutil.rmtree(args.out / "logs", ignore_errors=True)  # rows of a run that never checkpointed
-    trainer = Trainer(model, images, exp.train, args.out)
+    trainer = Trainer(model, images, exp.train, args.out, prepare=prepare)
     if resuming and trainer.resume() and trainer.state.step > exp.train.steps:
         raise ConfigError(f"refusing to resume with train.steps={exp.train.steps}: {args.out} has already "
                           f"trained {trainer.state.step} steps")

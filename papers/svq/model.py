@@ -170,11 +170,20 @@ class TokenDecoder(nn.Module):
         return self.logits(torch.cat([bos, tokens[:, :-1]], 1), memory)
 
     @torch.no_grad()
-    def generate(self, memory: Tensor, length: int) -> Tensor:
-        """Greedy (argmax) decoding of `length` tokens [B,L] given the memory (checked 7.1)."""
+    def generate(self, memory: Tensor, length: int, cache: bool = True) -> Tensor:
+        """Greedy (argmax) decoding of `length` tokens [B,L] given the memory (checked 7.1); with `cache`, each
+        step runs only the new position against cached keys and values (the same tokens, tested)."""
         seq = torch.full((len(memory), 1), self.bos, dtype=torch.long, device=memory.device)
-        for _ in range(length):
-            seq = torch.cat([seq, self.logits(seq, memory)[:, -1].argmax(-1, keepdim=True)], 1)
+        caches = [{} for _ in self.layers] if cache else None
+        for t in range(length):
+            if caches is None:
+                logits = self.logits(seq, memory)[:, -1]  # [B,V], every position recomputed
+            else:
+                x = self.drop(self.embed(seq[:, -1:]) + self.position[:, t:t + 1])  # [B,1,d]
+                for layer, c in zip(self.layers, caches):
+                    x = layer(x, memory, cache=c)
+                logits = self.head(self.norm(x))[:, -1]  # [B,V]
+            seq = torch.cat([seq, logits.argmax(-1, keepdim=True)], 1)
         return seq[:, 1:]
 
 
@@ -236,6 +245,8 @@ class SVQ(HubModel):
             health = self.codebooks.health(e["indices"])
             logs.update(perplexity=health["perplexity"].mean(), perplexity_min=health["perplexity"].min(),
                         dead_codes=health["dead"].sum().float())
+            for m in range(c.blocks):  # codebook health per block (§3), plotted by the evaluation
+                logs.update({f"perplexity_{m}": health["perplexity"][m], f"dead_{m}": health["dead"][m].float()})
         return ModelOutput(loss=loss, recon=d["recon"].clamp(0, 1), masks=self.masks(e["attn"]), slots=e["slots"],
                            logs=logs)
 
