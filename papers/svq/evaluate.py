@@ -212,6 +212,8 @@ def health_figure(run: Path, out: Path) -> Path | None:
         return None
     steps = [float(r["step"]) for r in rows]
     blocks = sorted(int(k.split("_")[1]) for k in rows[0] if k.startswith("perplexity_") and k[11:].isdigit())
+    if not blocks:  # SysBinder: no codebooks
+        return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for m in blocks:
         axes[0].plot(steps, [float(r[f"perplexity_{m}"]) for r in rows], label=f"block {m}")
@@ -254,12 +256,13 @@ def evaluate(stage: Stage) -> Path:
             "dead_after_training": (svq.codebooks.cluster_size < svq.codebooks.threshold).sum(-1).tolist()}
         k = min(cfg.traversal_codes, svq.config.codebook_size)
         chosen = {m: most_used(codes["indices"], m, svq.config.codebook_size, k) for m in range(svq.config.blocks)}
+        scale = 2 if svq.config.resolution[0] <= 64 else 1  # 128 px CLEVR: up to 32 rows of 16 already
         figures["traversal"] = save_png(grid(traversal(svq, test["image"][0], chosen, cfg.traversal_slots)),
-                                        out / "traversal.png", scale=2).name
+                                        out / "traversal.png", scale=scale).name
         rows = [r for m in range(svq.config.blocks)
                 for r in block_analysis(test["image"][:cfg.analysis_n], codes["masks"], codes["indices"], m,
                                         most_used(codes["indices"], m, svq.config.codebook_size, 3))]
-        figures["blocks"] = save_png(grid(rows), out / "blocks.png", scale=2).name
+        figures["blocks"] = save_png(grid(rows), out / "blocks.png", scale=scale).name
     health = health_figure(stage.run_dir, out)
     if health is not None:
         figures["codebook_health"] = health.name
