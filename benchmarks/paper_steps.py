@@ -22,9 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def configs() -> list[Path]:
-    """Every paper config that trains (EMORL's CLEVR10 only evaluates the CLEVR6 run)."""
+    """Every paper config that trains on its own scenes (EMORL's CLEVR10 only evaluates the CLEVR6 run; configs
+    without a data section, SVQ's priors and VQ-VAE, train on what another run provides: svq_baselines times them)."""
     from common.config import load_yaml
-    return [p for p in sorted(ROOT.glob("papers/*/configs/*.yaml")) if not load_yaml(p).get("eval", {}).get("run_of")]
+    return [p for p in sorted(ROOT.glob("papers/*/configs/*.yaml"))
+            if "data" in load_yaml(p) and not load_yaml(p).get("eval", {}).get("run_of")]
 
 
 def measure(config: Path, profile: str, repeats: int = 3) -> dict:

@@ -203,6 +203,7 @@ def test_paper_steps_lists_training_configs_and_measures_one(tmp_path):
     names = [str(p.relative_to(paper_steps.ROOT / "papers")) for p in paper_steps.configs()]
     assert "emorl/configs/tetrominoes.yaml" in names and "iodine/configs/clevr6.yaml" in names
     assert "emorl/configs/clevr10.yaml" not in names  # evaluates the CLEVR6 run, trains nothing
+    assert "svq/configs/sprites4.yaml" in names and "svq/configs/prior.yaml" not in names  # codes, not images
     row = paper_steps.measure(paper_steps.ROOT / "papers/emorl/configs/tetrominoes.yaml", "smoke", repeats=1)
     assert (row["batch"], row["resolution"], row["precision"]) == (8, "35x35", "no")
     assert row["images/s"] == pytest.approx(8 / row["s/step"])

@@ -13,8 +13,9 @@ import yaml
 from common.config import ConfigError
 from common.pipeline import Stage
 from papers.svq.evaluate import (block_analysis, code_usage, most_used, prior_stage, runs_beside, scenes_stage,
-                                 traversal)
+                                 traversal, vqvae_stage)
 from papers.svq.model import SVQ, SVQConfig
+from papers.svq.vqvae import VQVAE, VQVAEConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,14 +71,15 @@ def test_each_config_reads_the_runs_its_table_needs():
     assert scenes_stage(sprites).experiment().data.params["variant"] == "odd_one_out"
     assert sprites.experiment().data.params["variant"] == "random"
     assert scenes_stage(clevr) is clevr
-    assert set(runs_beside(sprites)) == {"svq", "dvae"} and set(runs_beside(clevr)) == {"svq", "dvae", "genesis"}
+    assert set(runs_beside(sprites)) == {"svq", "dvae", "vqvae"}
+    assert set(runs_beside(clevr)) == {"svq", "dvae", "vqvae", "genesis"}
     assert runs_beside(variant) == {}
     assert prior_stage(sprites, "dvae").run_dir.parent.name == "sprites4_dvae-smoke"
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["svq"]
     assert params["generative"] == params["sprites"] + params["clevr"]
 
 
-def test_priors_learn_the_frozen_svqs_codes_and_its_dvaes_tokens(tmp_path, monkeypatch):
+def test_priors_learn_the_frozen_svqs_codes_its_dvaes_tokens_and_the_vqvaes_grid(tmp_path, monkeypatch):
     from papers.svq import pipeline
     svq = _svq()
     stage = Stage("svq", "clevr_easy", "smoke")
@@ -85,7 +87,10 @@ def test_priors_learn_the_frozen_svqs_codes_and_its_dvaes_tokens(tmp_path, monke
     svq.save_pretrained(stage.run_dir / "model")
     images = torch.randint(0, 256, (5, 16, 16, 3), dtype=torch.uint8)
     monkeypatch.setattr(pipeline, "load_train_images", lambda data: images)
-    monkeypatch.setattr(pipeline, "load_model", lambda run: svq)
+    torch.manual_seed(0)
+    vq = VQVAE(VQVAEConfig(resolution=(16, 16), channels=8, res_blocks=1, codebook_size=4, code_dim=4)).eval()
+    vq.save_pretrained(vqvae_stage(stage).run_dir / "model")
+    monkeypatch.setattr(pipeline, "load_model", lambda run: vq if "_vqvae" in str(run) else svq)
     monkeypatch.setattr(pipeline, "DUMP_BATCH", 2)
     x = images.permute(0, 3, 1, 2).float() / 255
     torch.manual_seed(0)  # eval.seed: the one draw of slot noise
@@ -94,16 +99,20 @@ def test_priors_learn_the_frozen_svqs_codes_and_its_dvaes_tokens(tmp_path, monke
     assert torch.equal(codes, expected) and codes.shape == (5, 2, 2)
     tokens = pipeline.dump(stage, "dvae")
     assert torch.equal(tokens, svq.dvae.tokenize(x).flatten(1)[..., None]) and tokens.shape == (5, 16, 1)
+    grid = pipeline.dump(stage, "vqvae")  # the VQ-VAE's code grid, from its own run
+    assert torch.equal(grid, vq.encode(x)) and grid.shape == (5, 4, 4)
     monkeypatch.setattr(pipeline, "load_train_images", lambda data: pytest.fail("the dump is cached"))
     assert torch.equal(pipeline.dump(stage, "svq"), codes)
 
 
 def test_a_variant_has_no_priors_and_clevr_no_odd_one_out_scenes():
-    from papers.svq.pipeline import fit_genesis, fit_prior, prepare_scenes
+    from papers.svq.pipeline import fit_genesis, fit_prior, fit_vqvae, prepare_scenes
     with pytest.raises(ConfigError, match="no priors"):
         fit_prior(Stage("svq", "sprites4_m1", "smoke"), "svq")
     with pytest.raises(ConfigError, match="nothing to prepare"):
         prepare_scenes(Stage("svq", "clevr_easy", "smoke"))
+    with pytest.raises(ConfigError, match="no baselines"):
+        fit_vqvae(Stage("svq", "clevr_easy_m1", "smoke"))
     with pytest.raises(ConfigError, match="no GENESIS-v2"):
         fit_genesis(Stage("svq", "sprites4", "smoke"))
 
@@ -115,7 +124,7 @@ def test_smoke_pipeline_through_the_cli(tmp_path):
     small = ["data.n_train=8", "data.n_eval=8", "train.steps=2", "eval.n_samples=4", "eval.accuracy_n=4",
              "eval.accuracy_paper_n=2", "eval.ari_n=4", "eval.analysis_n=4", "eval.traversal_codes=2",
              "eval.batch_size=4", "model_config.decoder_layers=1"]
-    for stage in ("prepare", "scenes", "train", "prior", "dvae", "evaluate", "report"):
+    for stage in ("prepare", "scenes", "train", "prior", "dvae", "vqvae", "pixelcnn", "evaluate", "report"):
         cmd = [sys.executable, "-m", "papers.svq.pipeline", stage, "--dataset", "sprites4", "--profile", "smoke"]
         out = subprocess.run(cmd + [a for s in small for a in ("--set", s)], cwd=ROOT, env=env, capture_output=True,
                              text=True, timeout=600)
@@ -124,9 +133,10 @@ def test_smoke_pipeline_through_the_cli(tmp_path):
     m = json.loads((seed / "metrics.json").read_text())
     assert m["model"] == "papers.svq.model:SVQ" and m["steps"] == 2 and m["metrics"]["n_samples"] == 4
     generative = m["metrics"]["generative"]
-    assert set(generative) == {"svq", "dvae"}
+    assert set(generative) == {"svq", "dvae", "vqvae"}
     assert "profile_judge --task generation_accuracy" in generative["svq"]["generation_accuracy"]["status"]
-    assert all((seed / f).is_file() for f in ("samples_svq.png", "samples_dvae.png", "traversal.png", "blocks.png",
+    assert all((seed / f).is_file() for f in ("samples_svq.png", "samples_dvae.png", "samples_vqvae.png", "traversal.png",
+                                              "blocks.png",
                                               "codebook_health.png", "reconstruction.png"))
     report = (tmp_path / "reports/svq/sprites4-smoke/report.md").read_text()
     assert "not a replication" in report and "Table 2 (SVQ)" in report
@@ -135,6 +145,8 @@ def test_smoke_pipeline_through_the_cli(tmp_path):
     assert prior["data"]["path"].endswith("sprites4_scenes-smoke")  # App. B.1: the odd-one-out scenes
     dvae = yaml.safe_load((tmp_path / "runs/svq/sprites4_dvae-smoke/seed0/config.yaml").read_text())
     assert dvae["model_config"]["num_slots"] == 16 * 16 and dvae["model_config"]["codebook_size"] == 64
+    pixelcnn = yaml.safe_load((tmp_path / "runs/svq/sprites4_pixelcnn-smoke/seed0/config.yaml").read_text())
+    assert pixelcnn["model_config"]["grid"] == [16, 16] and pixelcnn["model_config"]["codebook_size"] == 16
 
 
 TABLE6 = {  # SVQ Table 6: (image size, codebook dimension, blocks, codebook size, slots)
@@ -143,7 +155,8 @@ TABLE6 = {  # SVQ Table 6: (image size, codebook dimension, blocks, codebook siz
     "clevr_tex": (128, 256, 8, 64, 4)}  # not in Table 6: CLEVR-Easy's (papers/svq/README.md)
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "papers/svq/configs").glob("*.yaml") if p.stem != "prior"))
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "papers/svq/configs").glob("*.yaml")
+                                         if p.stem not in ("prior", "vqvae", "pixelcnn")))
 def test_every_config_has_table6_at_the_paper_profile_and_takes_a_smoke_step(name):
     from common.train.experiment import build_model, load_experiment
     from common.train.loop import to_float_images

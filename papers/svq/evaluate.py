@@ -30,7 +30,11 @@ from common.train.logs import TSVLog
 from common.train.loop import to_float_images
 from common.viz import grid, save_decomposition, save_png, save_samples
 
-PRIOR_CONFIG = ROOT / "papers" / "svq" / "configs" / "prior.yaml"
+CONFIGS = ROOT / "papers" / "svq" / "configs"
+# kind -> (run name suffix, config): the semantic prior on SVQ's codes, the dVAE baseline's token prior on its dVAE's
+# tokens, the VQ-VAE baseline's PixelCNN on the VQ-VAE's code grid
+PRIORS = {"svq": ("prior", CONFIGS / "prior.yaml"), "dvae": ("dvae", CONFIGS / "prior.yaml"),
+          "vqvae": ("pixelcnn", CONFIGS / "pixelcnn.yaml")}
 GENESIS_CONFIGS = ROOT / "common" / "models" / "configs" / "genesis_v2"
 
 
@@ -70,10 +74,17 @@ def scenes_stage(stage: Stage) -> Stage:
 
 
 def prior_stage(stage: Stage, kind: str) -> Stage:
-    """The run of a prior over SVQ's codes (kind "svq": `<config>_prior`) or over its dVAE's tokens (kind "dvae",
-    the dVAE baseline: `<config>_dvae`), both papers/svq/configs/prior.yaml."""
-    name = {"svq": "prior", "dvae": "dvae"}[kind]
-    return dataclasses.replace(stage, dataset=f"{stage.dataset}_{name}", config_file=PRIOR_CONFIG, overrides=())
+    """The run of a prior (PRIORS): over SVQ's codes (kind "svq": `<config>_prior`), over its dVAE's tokens (kind
+    "dvae", the dVAE baseline: `<config>_dvae`), or over the VQ-VAE's code grid (kind "vqvae": `<config>_pixelcnn`)."""
+    name, config = PRIORS[kind]
+    return dataclasses.replace(stage, dataset=f"{stage.dataset}_{name}", config_file=config, overrides=())
+
+
+def vqvae_stage(stage: Stage) -> Stage:
+    """The VQ-VAE baseline (`<config>_vqvae`, papers/svq/configs/vqvae.yaml) on SVQ's training scenes at its size."""
+    size = stage.experiment().model_config.get("resolution", [64, 64])
+    return dataclasses.replace(stage, dataset=f"{stage.dataset}_vqvae", config_file=CONFIGS / "vqvae.yaml",
+                               overrides=(f"model_config.resolution=[{size[0]},{size[1]}]",))
 
 
 def genesis_stage(stage: Stage) -> Stage:
@@ -92,9 +103,10 @@ def prepared(stage: Stage) -> DataConfig:
 
 
 def runs_beside(stage: Stage) -> dict[str, Path]:
-    """The runs an evaluation reads beside SVQ's, by the config: the two priors and GENESIS-v2."""
+    """The runs an evaluation reads beside SVQ's, by the config: the three priors and GENESIS-v2 (the VQ-VAE itself
+    is `vqvae_stage`'s)."""
     cfg = svq_eval(stage)
-    runs = {k: prior_stage(stage, k).run_dir for k in ("svq", "dvae")} if cfg.generative else {}
+    runs = {k: prior_stage(stage, k).run_dir for k in PRIORS} if cfg.generative else {}
     return runs | ({"genesis": genesis_stage(stage).run_dir} if cfg.genesis else {})
 
 
@@ -117,6 +129,15 @@ def dvae_samples(svq, token_prior, n: int, cfg: SVQEval, generator: torch.Genera
     for i in range(0, n, cfg.batch_size):
         tokens = token_prior.sample(min(cfg.batch_size, n - i), cfg.temperature, cfg.top_k, generator)  # [b,L,1]
         parts.append(quantise(svq.dvae.decode_tokens(tokens.view(-1, h, w)).cpu(), cfg.quantisation))
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def vqvae_samples(vqvae, pixelcnn, n: int, cfg: SVQEval, generator: torch.Generator) -> torch.Tensor:
+    """The VQ-VAE baseline: code grids from the gated PixelCNN, then the VQ-VAE's decoder."""
+    parts = [quantise(vqvae.decode_indices(pixelcnn.sample(min(cfg.batch_size, n - i), cfg.temperature, cfg.top_k,
+                                                           generator)).cpu(), cfg.quantisation)
+             for i in range(0, n, cfg.batch_size)]
     return torch.cat(parts)
 
 
@@ -277,8 +298,8 @@ def evaluate(stage: Stage) -> Path:
 
 def generative(stage: Stage, svq, cfg: SVQEval, priors: dict[str, Path], generator: torch.Generator, out: Path,
                figures: dict) -> dict:
-    """Tables 2-3: FID (and generation accuracy on 2D Sprites) of SVQ, the dVAE baseline and GENESIS-v2 (`priors`:
-    their runs)."""
+    """Tables 2-3: FID (and generation accuracy on 2D Sprites) of SVQ, the dVAE and VQ-VAE baselines and GENESIS-v2
+    (`priors`: their runs)."""
     scenes = prepared(scenes_stage(stage))
     _, test = load_scenes(scenes, scenes.eval_split, cfg.n_samples)
     real = test["image"].permute(0, 3, 1, 2)  # uint8 [n,3,H,W]
@@ -286,6 +307,8 @@ def generative(stage: Stage, svq, cfg: SVQEval, priors: dict[str, Path], generat
     judge = profile_judge(stage.profile, "generation_accuracy") if scenes.name == "sprites" else None
     draws = {"svq": lambda: svq_samples(svq, load_model(priors["svq"]), cfg.n_samples, cfg, generator),
              "dvae": lambda: dvae_samples(svq, load_model(priors["dvae"]), cfg.n_samples, cfg, generator),
+             "vqvae": lambda: vqvae_samples(load_model(vqvae_stage(stage).run_dir), load_model(priors["vqvae"]),
+                                            cfg.n_samples, cfg, generator),
              "genesis": lambda: genesis_samples(load_model(priors["genesis"]), cfg.n_samples, cfg, generator)}
     results = {}
     for name, draw in draws.items():
