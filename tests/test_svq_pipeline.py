@@ -13,7 +13,7 @@ import yaml
 from common.config import ConfigError
 from common.pipeline import Stage
 from papers.svq.evaluate import (block_analysis, code_usage, most_used, prior_stage, runs_beside, scenes_stage,
-                                 traversal, vqvae_stage)
+                                 sysbinder_stage, traversal, vqvae_stage)
 from papers.svq.model import SVQ, SVQConfig
 from papers.svq.vqvae import VQVAE, VQVAEConfig
 
@@ -66,6 +66,7 @@ def test_traversal_changes_one_block_of_one_slot_and_keeps_the_rest():
 
 
 def test_each_config_reads_the_runs_its_table_needs():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["svq"]
     sprites, clevr, variant = (Stage("svq", d, "smoke") for d in ("sprites4", "clevr_easy", "sprites4_m1"))
     assert scenes_stage(sprites).dataset == "sprites4_scenes"  # App. B.1: odd-one-out scenes for the priors
     assert scenes_stage(sprites).experiment().data.params["variant"] == "odd_one_out"
@@ -74,8 +75,13 @@ def test_each_config_reads_the_runs_its_table_needs():
     assert set(runs_beside(sprites)) == {"svq", "dvae", "vqvae"}
     assert set(runs_beside(clevr)) == {"svq", "dvae", "vqvae", "genesis"}
     assert runs_beside(variant) == {}
+    assert params["downstream"] == ["sprites_quadrant", "clevr_hard"]
+    for name in params["downstream"]:  # Tables 4-5 read SysBinder's run of the same scenes and a VQ-VAE
+        stage = Stage("svq", name, "smoke")
+        assert sysbinder_stage(stage).experiment().model_config["quantise"] is False
+        assert sysbinder_stage(stage).experiment().data == stage.experiment().data
+        assert name in params["vqvae"] and sysbinder_stage(stage).dataset in params["variants"]
     assert prior_stage(sprites, "dvae").run_dir.parent.name == "sprites4_dvae-smoke"
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())["svq"]
     assert params["generative"] == params["sprites"] + params["clevr"]
 
 
@@ -106,6 +112,7 @@ def test_priors_learn_the_frozen_svqs_codes_its_dvaes_tokens_and_the_vqvaes_grid
 
 
 def test_a_variant_has_no_priors_and_clevr_no_odd_one_out_scenes():
+    from papers.svq.evaluate import evaluate_downstream
     from papers.svq.pipeline import fit_genesis, fit_prior, fit_vqvae, prepare_scenes
     with pytest.raises(ConfigError, match="no priors"):
         fit_prior(Stage("svq", "sprites4_m1", "smoke"), "svq")
@@ -113,6 +120,8 @@ def test_a_variant_has_no_priors_and_clevr_no_odd_one_out_scenes():
         prepare_scenes(Stage("svq", "clevr_easy", "smoke"))
     with pytest.raises(ConfigError, match="no baselines"):
         fit_vqvae(Stage("svq", "clevr_easy_m1", "smoke"))
+    with pytest.raises(ConfigError, match="no downstream task"):
+        evaluate_downstream(Stage("svq", "sprites4", "smoke"))
     with pytest.raises(ConfigError, match="no GENESIS-v2"):
         fit_genesis(Stage("svq", "sprites4", "smoke"))
 

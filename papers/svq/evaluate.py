@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from common.config import from_dict
+from common.config import ConfigError, from_dict
 from common.evaluate import device_of, eval_device, evaluate as segmentation, load_run
 from common.metrics.generative import evaluate_samples, quantise
 from common.metrics.judges.score import score
@@ -43,6 +43,7 @@ class SVQEval:
     prior_scenes: dict = field(default_factory=dict)  # data.params of the scenes the priors model (App. B.1)
     generative: bool = True  # priors, FID and generation accuracy (False: App. A.2's M = 1 runs)
     genesis: bool = False  # Table 3's GENESIS-v2 column (its run: the pipeline's `genesis` stage)
+    downstream: dict = field(default_factory=dict)  # Tables 4-5: papers.svq.downstream.DownstreamConfig fields
     n_samples: int = 10_000  # FID: samples and real test scenes
     accuracy_n: int = 1_000  # generation accuracy by the judge over this many samples, and over the paper's 128
     accuracy_paper_n: int = 128
@@ -95,6 +96,17 @@ def genesis_stage(stage: Stage) -> Stage:
     return dataclasses.replace(stage, dataset=f"{stage.dataset}_genv2",
                                config_file=GENESIS_CONFIGS / f"{data.name}_mog.yaml",
                                overrides=(f"model_config.resolution=[{size},{size}]",))
+
+
+def sysbinder_stage(stage: Stage) -> Stage:
+    """SysBinder (SVQ without quantisation, trained with its own objective) on this config's scenes: the config
+    `<config>_sysbinder` (Tables 4-5)."""
+    return dataclasses.replace(stage, dataset=f"{stage.dataset}_sysbinder", config_file=None)
+
+
+def downstream_stage(stage: Stage) -> Stage:
+    """Where Tables 4-5's downstream results of this pretraining config go: `<config>_downstream`."""
+    return dataclasses.replace(stage, dataset=f"{stage.dataset}_downstream")
 
 
 def prepared(stage: Stage) -> DataConfig:
@@ -293,6 +305,29 @@ def evaluate(stage: Stage) -> Path:
               "steps": exp.train.steps, "seed": stage.seed, "eval": vars(cfg),
               "dataset": exp.data.path or exp.data.name, **provenance()}
     (out / "metrics.json").write_text(json.dumps(record, indent=2))
+    return out / "metrics.json"
+
+
+def evaluate_downstream(stage: Stage) -> Path:
+    """Tables 4-5: the downstream task of `eval.downstream` on the frozen SVQ, VQ-VAE and SysBinder of this config
+    (papers/svq/downstream.py), into `<config>_downstream`'s seed folder with the learning curves."""
+    from papers.svq.downstream import DownstreamConfig, curves_figure, run
+    exp, cfg = stage.experiment(), svq_eval(stage)
+    if not cfg.downstream:
+        raise ConfigError(f"{stage.dataset} has no downstream task (eval.downstream; Tables 4-5: sprites_quadrant, "
+                          f"clevr_hard)")
+    c = from_dict(DownstreamConfig, cfg.downstream, "eval.downstream")
+    models = {"svq": load_model(stage.run_dir), "vqvae": load_model(vqvae_stage(stage).run_dir),
+              "sysbinder": load_model(sysbinder_stage(stage).run_dir)}
+    record = run(c, models, exp.data, prepared(stage), eval_device())
+    out = downstream_stage(stage).seed_dir
+    out.mkdir(parents=True, exist_ok=True)
+    curves_figure(record["results"], out / "learning_curves.png", c.target)
+    metrics = {"metrics": {"downstream": record["results"]}, "split": record["split"], "task": c.task,
+               "figures": {"learning_curves": "learning_curves.png"}, "downstream_config": vars(c),
+               "model": exp.model, "profile": stage.profile, "steps": exp.train.steps, "seed": stage.seed,
+               "dataset": exp.data.path or exp.data.name, **provenance()}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return out / "metrics.json"
 
 

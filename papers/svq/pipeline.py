@@ -1,10 +1,12 @@
-"""python -m papers.svq.pipeline {prepare,scenes,train,prior,dvae,vqvae,pixelcnn,genesis,evaluate,report} --dataset D
-    --profile P [--seed S]
+"""python -m papers.svq.pipeline {prepare,scenes,train,prior,dvae,vqvae,pixelcnn,genesis,evaluate,downstream,report}
+    --dataset D --profile P [--seed S]
 
 prepare: SVQ's scenes; scenes: for 2D Sprites, the odd-one-out scenes its priors model (App. B.1); train: SVQ;
 prior: the semantic prior on the frozen SVQ's codes (§3.1); dvae: the dVAE baseline's token prior over the same
 SVQ's dVAE (§5 "Baselines"); vqvae, pixelcnn: the VQ-VAE baseline and its gated PixelCNN prior (App. B.3); genesis:
-GENESIS-v2 on the CLEVR sets (Table 3); evaluate: papers/svq/evaluate.py; report: papers/svq/report.ipynb. The generation-accuracy judge is `common.profile_judge --task
+GENESIS-v2 on the CLEVR sets (Table 3); evaluate: papers/svq/evaluate.py; downstream: Tables 4-5 on the frozen SVQ,
+VQ-VAE and SysBinder (`<config>_sysbinder`) of sprites_quadrant / clevr_hard (papers/svq/downstream.py), reported
+as `<config>_downstream`; report: papers/svq/report.ipynb. The generation-accuracy judge is `common.profile_judge --task
 generation_accuracy`'s (the root dvc.yaml's profile_judge stage).
 """
 from common.requirements import require
@@ -23,8 +25,8 @@ from common.hub import WEIGHTS
 from common.pipeline import Stage, main, prepare, train
 from common.train.experiment import load_train_images
 from common.train.loop import to_float_images
-from papers.svq.evaluate import (evaluate, genesis_stage, load_model, prepared, prior_stage, scenes_stage, svq_eval,
-                                 vqvae_stage)
+from papers.svq.evaluate import (evaluate, evaluate_downstream, genesis_stage, load_model, prepared, prior_stage,
+                                 scenes_stage, svq_eval, vqvae_stage)
 
 DUMP_BATCH = 320  # the official dump's batch (checked 7.1)
 
@@ -88,9 +90,9 @@ def fit_prior(stage: Stage, kind: str):
 
 
 def fit_vqvae(stage: Stage):
-    """The VQ-VAE baseline on SVQ's training scenes (App. B.1: 2D Sprites' `random` ones)."""
-    if not svq_eval(stage).generative:
-        raise ConfigError(f"{stage.dataset} is an App. A.2 run (eval.generative: false): it has no baselines")
+    """The VQ-VAE baseline on SVQ's training scenes (App. B.1: 2D Sprites' `random` ones; Table 4: `quadrant`)."""
+    if not (svq_eval(stage).generative or svq_eval(stage).downstream):
+        raise ConfigError(f"{stage.dataset} has neither priors nor a downstream task: it has no baselines")
     return train(vqvae_stage(stage), data=stage)
 
 
@@ -103,4 +105,5 @@ def fit_genesis(stage: Stage):
 if __name__ == "__main__":
     sys.exit(main("svq", evaluate, extra={"scenes": prepare_scenes, "prior": lambda s: fit_prior(s, "svq"),
                                           "dvae": lambda s: fit_prior(s, "dvae"), "vqvae": fit_vqvae,
-                                          "pixelcnn": lambda s: fit_prior(s, "vqvae"), "genesis": fit_genesis}))
+                                          "pixelcnn": lambda s: fit_prior(s, "vqvae"), "genesis": fit_genesis,
+                                          "downstream": evaluate_downstream}))
