@@ -66,6 +66,15 @@ def cpu_peak_gb(fn: Callable[[], object]) -> float | None:
     return (_status_kb("VmHWM") - base) / 2**20
 
 
+def peak_gb(fn: Callable[[], object]) -> float | None:
+    """Peak memory of one call of `fn` in GiB: allocated GPU memory where there is a GPU, else `cpu_peak_gb`."""
+    if not torch.cuda.is_available():
+        return cpu_peak_gb(fn)
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    return torch.cuda.max_memory_allocated() / 2**30
+
+
 def forward_timings(model, x: torch.Tensor, repeats: int, **kwargs) -> dict:
     """Median seconds of a no-grad forward and of forward + backward of `loss`; peak GB of forward +
     backward (allocated on a GPU; resident memory above the resting level on a CPU)."""

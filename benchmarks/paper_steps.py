@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import cpu_peak_gb, median_seconds, table
+from benchmarks.common import median_seconds, peak_gb, table
 from common.provenance import hardware
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,12 +44,7 @@ def measure(config: Path, profile: str, repeats: int = 3) -> dict:
         trainer = Trainer(model, images, exp.train, out)
         step = lambda: trainer.train_step(trainer.batch(0))
         seconds = median_seconds(step, repeats=repeats, warmup=1)
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-            step()
-            peak = torch.cuda.max_memory_allocated() / 2**30
-        else:
-            peak = cpu_peak_gb(step)
+        peak = peak_gb(step)
     return {"s/step": seconds, "images/s": batch / seconds, "peak GB": peak, "batch": batch,
             "resolution": "x".join(map(str, images.shape[1:3])), "precision": exp.train.mixed_precision}
 

@@ -9,7 +9,7 @@ import tempfile
 
 import torch
 
-from benchmarks.common import cpu_peak_gb, median_seconds, table
+from benchmarks.common import median_seconds, peak_gb, table
 from common.data import generate_split
 from common.provenance import hardware
 from common.train import Trainer
@@ -21,12 +21,7 @@ SIZE, BATCH = 64, 40
 
 def measure(step, batch: int) -> dict:
     seconds = median_seconds(step, repeats=2, warmup=1)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-        step()
-        peak = torch.cuda.max_memory_allocated() / 2**30
-    else:
-        peak = cpu_peak_gb(step)
+    peak = peak_gb(step)
     return {"s/step": seconds, "images/s": batch / seconds, "peak GB": peak}
 
 
