@@ -1,35 +1,66 @@
-"""GENESIS-v2 training step at the speed anchor's config: 64x64, K=9, F=64, autoregressive prior, GECO,
-batch 32, one full optimiser step (forward, backward, Adam, GECO update) through the shared Trainer.
+"""GENESIS-v2 training step at the speed anchor's config: 64x64, K=9, F=64, GECO, batch 32, one full optimiser step
+(forward, backward, Adam, GECO update) through the shared Trainer.
 
-The official code (applied-ai-lab/genesis, GPL-3.0) is not timed side by side here yet: it builds its model
-through `forge` configs, a git submodule that its repository does not contain, so an `--official PATH`
-mode needs that construction path rebuilt first (as emorl_step does for EfficientMORL's sacred configs).
-Until then the ratio printed is against the recorded anchor, 9.54 s/step measured once for the official
-code on a 2-core CPU with torch 2.13 (implementation-notes §9, 2.73 M parameters), labelled as such.
+`python -m benchmarks genesis_step --official PATH` (PATH: a checkout of pemami4911/segregate-relate-imagine) times,
+alternating in this run on the same images, the GENESIS-v2 that SRI's official code trains (benchmarks/official.py:
+`load_genesis_in_sri`, its model unmodified) against ours with the same independent N(0, I) prior, and prints that
+side-by-side ratio. applied-ai-lab/genesis itself cannot be built (its `forge` configs are a missing submodule).
+Without --official, ours with the autoregressive prior is printed beside the recorded anchor, 9.54 s/step measured
+once for the official code on a 2-core CPU with torch 2.13 (implementation-notes §9, 2.73 M parameters), labelled
+as such: not a ratio.
 """
 from __future__ import annotations
 
+import tempfile
+
 import torch
 
-from benchmarks.common import table, trainer_step_seconds
-from benchmarks.official import ANCHOR_LABEL, parameters
+from benchmarks.common import table, trainer_step, trainer_step_seconds
+from benchmarks.official import (ANCHOR_LABEL, OfficialUnavailable, alternating_seconds, describe,
+                                 load_genesis_in_sri, official_genesis_step, parameters, side_by_side, skipped)
 from common.data import generate_split
 from common.models.genesis_v2 import GenesisV2, GenesisV2Config
 from common.provenance import hardware
+from common.train.loop import to_float_images
 
 ANCHOR_S = 9.54
+OURS, OFFICIAL = "ours, independent prior (shared Trainer step)", "official GENESIS-v2 in SRI's code"
 
 
-def main(*, batch_size: int = 32, repeats: int = 5, warmup: int = 1) -> None:
-    print(f"GENESIS-v2 64x64, K=9, F=64, autoregressive prior, GECO, batch {batch_size}, one optimiser step, "
-          f"on {hardware()}")
+def _model(prior: str) -> GenesisV2:
     torch.manual_seed(0)
-    model = GenesisV2(GenesisV2Config())  # the ShapeStacks defaults: the anchor's config
+    return GenesisV2(GenesisV2Config(prior=prior))  # the ShapeStacks defaults: the anchor's config
+
+
+def main(official: str | None = None, *, batch_size: int = 32, repeats: int = 5, warmup: int = 1) -> None:
+    print(f"GENESIS-v2 64x64, K=9, F=64, GECO, batch {batch_size}, one optimiser step, on {hardware()}")
     images = torch.from_numpy(generate_split("shapestacks", batch_size, 0)[1]["image"])
-    seconds = trainer_step_seconds(model, images, batch_size, repeats, warmup)
-    print(table([{"code": "ours (shared Trainer step)", "median s": seconds, "params": parameters(model)},
-                 {"code": f"official: {ANCHOR_LABEL}", "median s": ANCHOR_S, "params": "2.73 M"}]))
-    print(f"ours / recorded anchor: {seconds / ANCHOR_S:.2f} (target <= 0.5; not a side-by-side ratio)")
+    theirs = None
+    if official is not None:
+        try:
+            theirs = load_genesis_in_sri(official)
+        except OfficialUnavailable as reason:
+            skipped(reason)
+    if theirs is None:
+        model = _model("autoregressive")
+        seconds = trainer_step_seconds(model, images, batch_size, repeats, warmup)
+        print(table([{"code": "ours, autoregressive prior (shared Trainer step)", "median s": seconds,
+                      "params": parameters(model)},
+                     {"code": f"official: {ANCHOR_LABEL}", "median s": ANCHOR_S, "params": "2.73 M"}]))
+        print(f"ours / recorded anchor: {seconds / ANCHOR_S:.2f} (target <= 0.5; not a side-by-side ratio: pass "
+              f"--official PATH to measure one in this run)")
+        return
+    ours = _model("independent")
+    with tempfile.TemporaryDirectory() as out:
+        steps = {OURS: trainer_step(ours, images, batch_size, out),
+                 OFFICIAL: official_genesis_step(theirs, to_float_images(images))}
+        times = alternating_seconds(steps, repeats, warmup)
+    rows, line = side_by_side(times, OURS, OFFICIAL, note="; the same architecture and prior; target <= 0.5")
+    for row in rows:
+        row["params"] = parameters(theirs.model if row["code"] == OFFICIAL else ours)
+    print(describe(official, repeats, warmup))
+    print(table(rows))
+    print(line)
 
 
 if __name__ == "__main__":

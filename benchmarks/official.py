@@ -232,6 +232,8 @@ def _attrdict_stand_in() -> None:
 
 @dataclass
 class OfficialSRI:
+    """An official model with its GECO(s) and optimiser (SRI; GENESIS-v2 as SRI's checkout carries it)."""
+
     model: torch.nn.Module
     gecos: tuple  # GENESIS-v2's and SRI's third_party.genesis_v2.geco.GECO, as train.py keeps them
     optimiser: torch.optim.Optimizer
@@ -269,6 +271,42 @@ def official_sri_step(official: OfficialSRI, images: torch.Tensor) -> Callable[[
     return step
 
 
+# GENESIS-v2 as SRI's checkout carries it: `sri.model.GenesisV2` on its third_party/genesis_v2 modules (the Oxford
+# A2I code, modified by Emami), the backbone SRI trains. The applied-ai-lab/genesis repository itself cannot be built
+# (its `forge` submodule is missing); this copy has GENESIS-v2's encoder, IC-SBP, decoder and MoG likelihood but
+# only the independent N(0, I) prior, so it is timed against ours with `prior: independent`.
+GENESIS_ARGS = dict(K=9, img_size=64, feat_dim=64, semiconv=True, kernel="gaussian", dynamic_K=False, debug=False,
+                    pixel_bound=True, pixel_std=0.7, image_likelihood="MoG-Normed")  # SRI train.py's defaults
+
+
+def load_genesis_in_sri(path: str | Path, device: str | torch.device = "cpu") -> OfficialSRI:
+    """The GENESIS-v2 of a checkout of pemami4911/segregate-relate-imagine, its GECO and Adam 1e-4."""
+    root = Path(path).expanduser().resolve()
+    if not (root / "sri" / "model.py").is_file():
+        raise OfficialUnavailable(f"{root} has no sri/model.py (a checkout of pemami4911/segregate-relate-imagine?)")
+    _attrdict_stand_in()
+    model_module, geco_module = _import_from(root, ["sri.model", "third_party.genesis_v2.geco"])
+    torch.manual_seed(0)
+    model = model_module.GenesisV2(**GENESIS_ARGS).to(device)
+    return OfficialSRI(model, (geco_module.GECO(**SRI_GECO),), torch.optim.Adam(model.parameters(), lr=1e-4))
+
+
+def official_genesis_step(official: OfficialSRI, images: torch.Tensor) -> Callable[[], None]:
+    """SRI train.py's GENESIS-v2 half of the step on the unmodified model: forward, the MoG NLL and the summed
+    per-slot KL under GECO, backward, Adam. Images float [B,3,H,W] in [0,1]."""
+    x = images.contiguous()
+    (geco,) = official.gecos
+
+    def step() -> None:
+        official.optimiser.zero_grad()
+        _, losses, *_ = official.model(x)
+        kl = torch.stack(losses.kl_l_k, dim=1).mean(dim=0).sum()
+        geco.loss(losses.genv2_err.mean(0), kl).backward()
+        official.optimiser.step()
+
+    return step
+
+
 # -- SVQ / NLoTM (yfw/nlotm) ---------------------------------------------------------------------
 # Its train.py (CUDA, DataParallel, PNG loaders, TensorBoard) is bypassed; `official_svq_step` repeats its
 # inner-loop body on the unmodified `nlotm.NlotmImageAutoEncoder`, built from its own args.py defaults with
@@ -287,19 +325,18 @@ class OfficialSVQ:
 
 def _torchvision_stand_in() -> None:
     """nlotm's utils.py imports torchvision.utils for its `visualize` (image grids), never called by a training
-    step; torchvision cannot be installed beside our local CPU torch build, so a stand-in answers the import and
-    fails loudly if anything calls it."""
-    try:
-        import torchvision.utils  # noqa: F401
-    except Exception:
-        import types
+    step. torchvision cannot load with our local CPU torch build, so it is never imported: a stand-in answers the
+    import (unless the process already holds torchvision) and fails loudly if anything calls it."""
+    if "torchvision" in sys.modules:
+        return
+    import types
 
-        def unavailable(*args, **kwargs):
-            raise RuntimeError("torchvision stand-in (benchmarks/official.py): image grids are not available")
+    def unavailable(*args, **kwargs):
+        raise RuntimeError("torchvision stand-in (benchmarks/official.py): image grids are not available")
 
-        utils = types.SimpleNamespace(make_grid=unavailable, save_image=unavailable)
-        sys.modules["torchvision"] = types.SimpleNamespace(utils=utils)
-        sys.modules["torchvision.utils"] = utils
+    utils = types.SimpleNamespace(make_grid=unavailable, save_image=unavailable)
+    sys.modules["torchvision"] = types.SimpleNamespace(utils=utils)
+    sys.modules["torchvision.utils"] = utils
 
 
 def load_svq(path: str | Path, image_size: int = 64, device: str | torch.device = "cpu") -> OfficialSVQ:

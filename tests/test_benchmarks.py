@@ -240,3 +240,10 @@ def test_svq_official_refuses_a_folder_that_is_not_a_checkout(tmp_path):
     from benchmarks.official import load_svq
     with pytest.raises(OfficialUnavailable, match="no nlotm.py"):
         load_svq(tmp_path)
+
+
+def test_genesis_step_says_why_a_checkout_without_sris_genesis_cannot_be_timed(tmp_path, capsys):
+    from benchmarks import genesis_step
+    genesis_step.main(str(tmp_path), batch_size=2, repeats=1, warmup=0)
+    out = capsys.readouterr().out
+    assert "official comparison skipped" in out and "has no sri/model.py" in out and "recorded anchor" in out

@@ -39,15 +39,16 @@ def test_code_usage_and_most_used_against_hand_counts():
 
 
 def test_block_analysis_shows_the_slots_holding_the_code_on_white():
-    images = torch.zeros(2, 4, 4, 3, dtype=torch.uint8)
-    images[1] = 255
+    images = torch.zeros(2, 4, 4, 3, dtype=torch.uint8)  # black scenes
     masks = torch.zeros(2, 2, 1, 4, 4)
-    masks[1, 0, :, :2] = 1  # scene 1, slot 0: the left half
+    masks[1, 0, :, :, :2] = 1  # scene 1, slot 0: the left half
     indices = torch.tensor([[[0], [1]], [[1], [0]]])  # block 0: scene 0 slot 1 and scene 1 slot 0 hold code 1
     rows = block_analysis(images, masks, indices, 0, torch.tensor([1]), per_code=3)
     assert len(rows) == 1 and rows[0].shape == (3, 3, 4, 4)
     torch.testing.assert_close(rows[0][0], torch.ones(3, 4, 4))  # scene 0 slot 1: an empty mask shows white
-    torch.testing.assert_close(rows[0][1], torch.ones(3, 4, 4))  # scene 1 is white where its mask is
+    left = torch.ones(3, 4, 4)
+    left[..., :2] = 0
+    torch.testing.assert_close(rows[0][1], left)  # scene 1 slot 0: its black object where its mask is, white elsewhere
     torch.testing.assert_close(rows[0][2], torch.ones(3, 4, 4))  # only two slots use the code: padding
 
 

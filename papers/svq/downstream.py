@@ -94,28 +94,32 @@ def hold_out(scenes: dict, n: int, seed: int) -> tuple[set, np.ndarray]:
 
 
 # -- representations -----------------------------------------------------------------------------------------------
+SOURCE = {"dVAE": "svq", "VQ-VAE Indices": "vqvae", "VQ-VAE Codebook": "vqvae", "SysBinder": "sysbinder",
+          "SVQ Indices": "svq", "SVQ Codebook": "svq"}  # representation -> the pretrained model it comes from
+
+
+def features(name: str, model, x: Tensor) -> Tensor:
+    """One batch of images [B,3,H,W] -> this representation (see `represent`)."""
+    if name == "dVAE":
+        return model.dvae.tokenize(x).flatten(1)  # [B,L]
+    if name == "VQ-VAE Indices":
+        return model.encode(x).flatten(1)  # [B,hw]
+    if name == "VQ-VAE Codebook":
+        return F.embedding(model.encode(x), model.codebook.codebook[0]).flatten(1, 2)  # [B,hw,d]
+    if name == "SVQ Indices":
+        return model.encode(x)["indices"]  # [B,N,M]
+    return model.encode(x)["slots"].float()  # SysBinder, SVQ Codebook: [B,N,d_s]
+
+
 @torch.no_grad()
 def represent(name: str, models: dict, images: Tensor, batch_size: int = 100) -> Tensor:
     """Frozen features of uint8 images [n,H,W,3]: long indices [n,T] (dVAE, VQ-VAE Indices), long [n,N,M] (SVQ
     Indices) or float tokens [n,T,D] (the rest). `models`: "svq", "vqvae", "sysbinder" (eval mode)."""
-    out = []
-    for batch in images.split(batch_size):
-        model = models[{"dVAE": "svq", "SVQ Indices": "svq", "SVQ Codebook": "svq", "SysBinder": "sysbinder"}.get(
-            name, "vqvae")]
-        x = to_float_images(batch).to(next(model.parameters()).device)
-        if name == "dVAE":
-            out.append(model.dvae.tokenize(x).flatten(1))
-        elif name == "VQ-VAE Indices":
-            out.append(model.encode(x).flatten(1))
-        elif name == "VQ-VAE Codebook":
-            out.append(F.embedding(model.encode(x), model.codebook.codebook[0]).flatten(1, 2))
-        elif name == "SVQ Indices":
-            out.append(model.encode(x)["indices"])
-        elif name in ("SysBinder", "SVQ Codebook"):
-            out.append(model.encode(x)["slots"].float())
-        else:
-            raise ValueError(f"unknown representation {name!r} (choose from {', '.join(TABLE5)})")
-    return torch.cat(out).cpu()
+    if name not in SOURCE:
+        raise ValueError(f"unknown representation {name!r} (choose from {', '.join(SOURCE)})")
+    model = models[SOURCE[name]]
+    device = next(model.parameters()).device
+    return torch.cat([features(name, model, to_float_images(b).to(device)).cpu() for b in images.split(batch_size)])
 
 
 class Downstream(nn.Module):
@@ -222,12 +226,11 @@ def task_data(c: DownstreamConfig, data, prepared_data) -> tuple[dict, dict, dic
     train, test = ({k: v.numpy() for k, v in d.items()} for d in (train, test))
     sizes = {f.name: len(f.values) for f in meta.factors if f.name in PROPERTIES}
     numbers = property_numbers(sizes, c.seed)
-    held, _ = hold_out({k: np.concatenate([train[k], test[k]]) for k in ("num_objects", *(f"factor.{p}" for p in
-                                                                                          PROPERTIES))}, c.held_out, c.seed)
+    both = {k: np.concatenate([train[k], test[k]]) for k in ("num_objects", *(f"factor.{p}" for p in PROPERTIES))}
+    held, ood = hold_out(both, c.held_out, c.seed)  # [n_train + n_test]: whether a scene holds a held-out object
     split = lambda d, keep: {"image": torch.from_numpy(d["image"][keep]),
                              "label": torch.from_numpy(property_label(d, numbers)[keep])}
-    in_train = np.array([not (s & held) for s in combinations(train)])
-    in_test = np.array([not (s & held) for s in combinations(test)])
+    in_train, in_test = ~ood[:len(train["image"])], ~ood[len(train["image"]):]
     return (split(train, in_train), split(test, in_test), split(test, ~in_test),
             {"classes": sum(n - 1 for n in sizes.values()) + 1, "held_out": sorted(held),
              "numbers": {k: v.tolist() for k, v in numbers.items()}})

@@ -29,6 +29,7 @@ from common.train.experiment import DataConfig, load_scenes
 from common.train.logs import TSVLog
 from common.train.loop import to_float_images
 from common.viz import grid, save_decomposition, save_png, save_samples
+from papers.svq.quantiser import perplexity, usage
 
 CONFIGS = ROOT / "papers" / "svq" / "configs"
 # kind -> (run name suffix, config): the semantic prior on SVQ's codes, the dVAE baseline's token prior on its dVAE's
@@ -191,10 +192,8 @@ def encode_all(svq, images: torch.Tensor, batch_size: int) -> dict[str, torch.Te
 def code_usage(indices: torch.Tensor, size: int) -> dict:
     """Per block: how many codes the slots of these scenes use, and the perplexity of that usage.
     indices [n,N,M] -> {"used": [M], "perplexity": [M]}."""
-    one_hot = torch.nn.functional.one_hot(indices.flatten(0, 1), size).float()  # [nN,M,K]
-    p = one_hot.mean(0)  # [M,K]
-    perplexity = torch.exp(-(p * (p + 1e-10).log()).sum(-1))  # [M]
-    return {"used": (p > 0).sum(-1).tolist(), "perplexity": perplexity.tolist()}
+    p = usage(indices, size)  # [M,K]
+    return {"used": (p > 0).sum(-1).tolist(), "perplexity": perplexity(p).tolist()}
 
 
 def most_used(indices: torch.Tensor, block: int, size: int, k: int) -> torch.Tensor:

@@ -17,6 +17,16 @@ import torch
 from torch import Tensor, nn
 
 
+def usage(indices: Tensor, size: int) -> Tensor:
+    """indices [..., M] -> each block's share of uses per code [M,K]."""
+    return torch.nn.functional.one_hot(indices.reshape(-1, indices.shape[-1]), size).float().mean(0)
+
+
+def perplexity(p: Tensor) -> Tensor:
+    """exp(entropy) of each block's code usage p [M,K] -> [M]: K when every code is used equally, 1 for one code."""
+    return torch.exp(-(p * (p + 1e-10).log()).sum(-1))
+
+
 class BlockCodebooks(nn.Module):
     """quantise(z [..., M, d_c]) -> (z_q straight-through [..., M, d_c], indices [..., M], commitment scalar)."""
 
@@ -81,7 +91,5 @@ class BlockCodebooks(nn.Module):
     def health(self, indices: Tensor) -> dict[str, Tensor]:
         """Codebook health of a batch: each block's perplexity of code usage and the dead codes (cluster size
         under the threshold) per block [M]."""
-        one_hot = torch.nn.functional.one_hot(indices.reshape(-1, self.blocks), self.size).float()  # [N,M,K]
-        p = one_hot.mean(0)  # [M,K]
-        perplexity = torch.exp(-(p * (p + 1e-10).log()).sum(-1))  # [M]
-        return {"perplexity": perplexity, "dead": (self.cluster_size < self.threshold).sum(-1)}
+        p = usage(indices.reshape(-1, self.blocks), self.size)  # [M,K]
+        return {"perplexity": perplexity(p), "dead": (self.cluster_size < self.threshold).sum(-1)}
