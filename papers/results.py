@@ -51,10 +51,13 @@ def runs(root: Path, paper: str, dataset: str, profile: str) -> list[dict]:
     return [m for m in found if m.get("profile") != "smoke"]
 
 
-def lookup(metrics: dict, key: str):
+ABSENT = object()  # a key a metrics file does not hold (a held key may be null: a target never reached)
+
+
+def lookup(metrics: dict, key: str, default=None):
     for part in key.split("."):
         if not isinstance(metrics, dict) or part not in metrics:
-            return None
+            return default
         metrics = metrics[part]
     return metrics
 
@@ -67,13 +70,16 @@ def row(claim: Claim, paper: str, profile: str, found: list[dict]) -> list[str]:
     spread = f" ± {fmt(claim.std)}" if claim.std is not None else ""
     seeds = f" ({claim.seeds} seeds)" if claim.seeds else ""
     head = [paper, claim.dataset, claim.metric, claim.source, f"{fmt(claim.paper)}{spread}{seeds}", profile]
-    values = [v * claim.scale for v in (lookup(m, claim.key) for m in found) if v is not None]
-    if not values:
+    used = [m for m in found if lookup(m, claim.key, ABSENT) is not ABSENT]
+    if not used:
         return head + ["not yet run", "—", "—", "—", "—", "—"]
-    ours = fmt(float(np.mean(values))) + (f" ± {fmt(float(np.std(values)))}" if len(values) > 1 else "")
-    used = [m for m in found if lookup(m, claim.key) is not None]
+    values = [v * claim.scale for v in (lookup(m, claim.key) for m in used) if v is not None]
+    ours = fmt(float(np.mean(values))) + (f" ± {fmt(float(np.std(values)))}" if len(values) > 1 else "") \
+        if values else "null in every run"
+    if values and len(values) < len(used):
+        ours += f" (null in {len(used) - len(values)} of {len(used)} runs)"
     join = lambda key: ", ".join(sorted({str(m.get(key, "?")) for m in used}))
-    return head + [ours, str(len(values)), join("steps"), join("hardware"),
+    return head + [ours, str(len(used)), join("steps"), join("hardware"),
                    ", ".join(sorted({str(m.get("commit", "?"))[:10] for m in used})),
                    ", ".join(sorted({str(m.get("date", "?"))[:10] for m in used}))]
 

@@ -36,6 +36,20 @@ def test_rows_aggregate_seeds_and_never_show_smoke(tmp_path, monkeypatch):
     assert paper[6] == "not yet run"  # a smoke metrics file in a paper folder never counts
 
 
+def test_a_null_value_is_a_run_not_a_missing_one(tmp_path, monkeypatch):
+    """steps_to_target is null when a run never reached the target: that run exists, and says so."""
+    claim = Claim("sprites", "steps to 98 %", 4000, None, None, "Table 4", "metrics.steps_to_target")
+    monkeypatch.setattr(results, "claims", lambda paper: [claim] if paper == "svq" else [])
+    meta = {"profile": "short", "steps": 5000, "hardware": "H100", "commit": "abc", "date": "2026-11-22"}
+    _write(tmp_path, "svq", "sprites-short/seeds/seed0", metrics={"steps_to_target": None}, **meta)
+    short = [r.strip("| ").split(" | ") for r in results.table(tmp_path).splitlines()[2:]][0]
+    assert short[6:8] == ["null in every run", "1"]
+    _write(tmp_path, "svq", "sprites-short/seeds/seed1", metrics={"steps_to_target": 3000}, **meta)
+    _write(tmp_path, "svq", "sprites-short/seeds/seed2", metrics={"steps_to_target": 2000}, **meta)
+    short = [r.strip("| ").split(" | ") for r in results.table(tmp_path).splitlines()[2:]][0]
+    assert short[6:8] == ["2500 ± 500 (null in 1 of 3 runs)", "3"]
+
+
 def test_update_needs_the_markers():
     with pytest.raises(ValueError, match="markers"):
         results.updated("# no table here\n", "| a |")
