@@ -12,6 +12,7 @@ DATASET ?=
 PROFILE ?= smoke
 MAX_MINUTES ?=
 SEEDS ?=
+STAGE ?= report
 ARGS ?=
 # Offline: WHEELHOUSE=DIR installs only from DIR (made by `make wheelhouse`), in a venv that also sees the
 # machine's own packages (its torch build).
@@ -50,7 +51,8 @@ bench: venv
 
 replicate: venv
 	@$(PY) -m common.replicate --paper "$(PAPER)" --profile "$(PROFILE)" $(if $(DATASET),--dataset "$(DATASET)") \
-	  $(if $(MAX_MINUTES),--max-minutes "$(MAX_MINUTES)") $(if $(SEEDS),--seeds "$(SEEDS)")
+	  $(if $(MAX_MINUTES),--max-minutes "$(MAX_MINUTES)") $(if $(SEEDS),--seeds "$(SEEDS)") \
+	  --stage "$(STAGE)"
 
 # Every wheel the project needs for Python $(WHEEL_PYTHON) on x86-64 Linux (torch excluded) into wheelhouse/.
 wheelhouse:

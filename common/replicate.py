@@ -1,5 +1,6 @@
-"""`make replicate PAPER=<name> [DATASET=..] [PROFILE=..] [SEEDS=0,1,2] [MAX_MINUTES=..]`: run a paper's DVC pipeline up to the report of one
-dataset (`dvc exp run papers/<name>/dvc.yaml:report@<dataset>`) on a profile, or say why it cannot."""
+"""`make replicate PAPER=<name> [DATASET=..] [PROFILE=..] [SEEDS=0,1,2] [MAX_MINUTES=..] [STAGE=..]`: run a paper's DVC
+pipeline up to the report of one dataset (`dvc exp run papers/<name>/dvc.yaml:report@<dataset>`) on a profile, or
+say why it cannot. STAGE names another per-dataset stage to run up to (SVQ: `report_downstream`, Tables 4-5)."""
 from __future__ import annotations
 from common.requirements import require
 
@@ -67,11 +68,22 @@ def params_restored_on_failure(path: Path):
             print(f"{path.name} restored: the failed command's settings do not outlive it", file=sys.stderr)
 
 
+def stage_datasets(stage: dict, paper: str, settings: dict) -> list[str]:
+    """The datasets a `foreach: ${<paper>.<list>}` stage runs over ([] for any other stage)."""
+    ref = stage.get("foreach") if isinstance(stage, dict) else None
+    prefix = "${" + paper + "."
+    if not (isinstance(ref, str) and ref.startswith(prefix) and ref.endswith("}")):
+        return []
+    names = settings.get(ref[len(prefix):-1], [])
+    return [n for n in names if isinstance(n, str)]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="make replicate", description=__doc__)
     p.add_argument("--paper", required=True)
     p.add_argument("--profile", default="smoke", choices=("smoke", "short", "paper"))
     p.add_argument("--dataset", default=None)
+    p.add_argument("--stage", default="report", help="the per-dataset stage to run up to (default: report)")
     p.add_argument("--seeds", default=None, help="training seeds, e.g. 0,1,2 (default: params.yaml's <paper>.seeds)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="time budget of each training stage: it saves and stops; the same command resumes")
@@ -85,12 +97,19 @@ def main(argv: list[str] | None = None) -> int:
               f"to run. Nothing was trained or evaluated.", file=sys.stderr)
         return 2
     settings = yaml.safe_load(PARAMS.read_text())[args.paper]
-    dataset = args.dataset or settings["dataset"]
-    if dataset not in settings["datasets"]:
-        print(f"error: papers/{args.paper} has no dataset '{dataset}' (choose from {', '.join(settings['datasets'])})",
-              file=sys.stderr)
+    stages = yaml.safe_load(pipeline.read_text())["stages"]
+    choices = stage_datasets(stages.get(args.stage, {}), args.paper, settings)
+    if not choices:
+        per_dataset = [name for name, stage in stages.items() if stage_datasets(stage, args.paper, settings)]
+        print(f"error: papers/{args.paper} has no per-dataset stage '{args.stage}' (choose from "
+              f"{', '.join(per_dataset)})", file=sys.stderr)
         return 2
-    cmd = ["dvc", "exp", "run", f"{pipeline.relative_to(ROOT)}:report@{dataset}",
+    dataset = args.dataset or (settings["dataset"] if args.stage == "report" else choices[0])
+    if dataset not in choices:
+        print(f"error: papers/{args.paper} has no dataset '{dataset}' for stage {args.stage} (choose from "
+              f"{', '.join(choices)})", file=sys.stderr)
+        return 2
+    cmd = ["dvc", "exp", "run", f"{pipeline.relative_to(ROOT)}:{args.stage}@{dataset}",
            "-S", f"params.yaml:{args.paper}.profile={args.profile}"]
     if args.seeds:
         try:

@@ -26,6 +26,24 @@ def test_unknown_dataset_is_named_with_the_choices():
     assert out.returncode == 2 and "no dataset 'clevr7'" in out.stderr and "clevr10" in out.stderr
 
 
+def test_an_unknown_stage_is_named_with_the_per_dataset_stages():
+    out = _replicate("--paper", "svq", "--stage", "reprot")
+    assert out.returncode == 2 and "no per-dataset stage 'reprot'" in out.stderr and "report_downstream" in out.stderr
+
+
+def test_a_stage_takes_the_datasets_of_its_own_foreach_list(tmp_path, monkeypatch):
+    """SVQ's Tables 4-5: STAGE=report_downstream runs over svq.downstream, not svq.datasets."""
+    import common.replicate as replicate
+    monkeypatch.setattr(replicate, "LOCK", tmp_path / ".replicate.lock")
+    calls = []
+    monkeypatch.setattr(replicate.subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
+    assert replicate.main(["--paper", "svq", "--stage", "report_downstream", "--dataset", "sprites4"]) == 2
+    assert replicate.main(["--paper", "svq", "--stage", "report_downstream"]) == 0
+    assert calls[-1][3] == "papers/svq/dvc.yaml:report_downstream@sprites_quadrant"  # the first of svq.downstream
+    assert replicate.main(["--paper", "svq"]) == 0
+    assert calls[-1][3] == "papers/svq/dvc.yaml:report@sprites4"  # params.yaml svq.dataset
+
+
 def test_every_listed_dataset_has_a_config_and_evaluation_only_ones_name_their_run():
     import yaml
     from common.train.experiment import load_experiment
