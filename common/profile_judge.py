@@ -28,8 +28,8 @@ def train_profile_judge(profile: str, task: str = "s_acc") -> Path:
     if profile == "smoke":
         sizes = SMOKE
     else:
-        judges = yaml.safe_load((ROOT / "params.yaml").read_text())["judges"]
-        sizes = {"n_train": judges["n_train"], "steps": judges["tasks"][task]["steps"]}
+        settings = yaml.safe_load((ROOT / "params.yaml").read_text())["judges"]["tasks"][task]
+        sizes = {"n_train": settings["n_train"], "steps": settings["steps"]}
     out = profile_judge(profile, task)
     train(task, out, seed=0, **sizes)
     return out

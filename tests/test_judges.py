@@ -106,6 +106,24 @@ def test_each_stack_failure_breaks_the_touching_rule_by_geometry(kind):
         stack_failure(_tower(2), "removed", rng, 0.0)
 
 
+def test_the_stack_measurement_splits_plausible_towers_into_stable_and_unstable():
+    """measure() reports towers built stable and unstable apart (the unstable ones are the judge's hard case)."""
+    import torch
+
+    from common.metrics.judges.train import measure
+
+    class Everything:  # a judge that passes every scene
+        def verdicts(self, images):
+            return torch.ones(len(images), dtype=torch.bool)
+    kind = np.array([0, 0, 0, 0, 1, 3])  # four towers, one lifted, one interpenetrating
+    test = {"image": np.zeros((6, 4, 4, 3), np.uint8), "kind": kind, "label": np.array([1, 1, 0, 1, 0, 0], bool),
+            "unstable": np.array([0, 1, 1, 1, 1, 0], bool)}  # the third tower's push left its support: invalid
+    clean = measure(Everything(), test, STACK_KINDS)["clean"]
+    assert clean["tower=stable"] == {"accuracy": 1.0, "n": 1}
+    assert clean["tower=unstable"] == {"accuracy": pytest.approx(2 / 3), "n": 3}  # only by build: not by kind lifted
+    assert clean["kind=tower"]["n"] == 4 and clean["overall"]["accuracy"] == pytest.approx(3 / 6)
+
+
 def test_penetration_measures_the_overlap_of_two_blocks():
     blocks = _tower(2)
     blocks[1]["pos"] = (0.0, 0.0, 0.75 - 0.1)  # sunk 0.1 into the block below

@@ -112,15 +112,18 @@ def stack_scenes(n: int, seed: int, valid_fraction: float = 0.5,
     """n ShapeStacks scenes: image uint8 [N,H,W,3], mask uint8 [N,H,W] (block k is k + 1), label [N] (the
     S-Acc rule on the geometry: every block touches its support and none overlaps another by more than
     0.01), floating and overlapping [N,M] (per block: no contact with its support; an overlap beyond 0.01),
-    kind [N] (index into STACK_KINDS). Towers come from the dataset's own builder (stable and unstable
+    kind [N] (index into STACK_KINDS), unstable [N] (the tower was built unstable: one block reaching 1.05-1.6
+    times its support's half-width off centre). Towers come from the dataset's own builder (stable and unstable
     alike); half the scenes are drawn as failures, evenly over the failure kinds."""
     p = p or shapestacks.ShapeStacksParams()
     rng = np.random.default_rng([seed, 15])
-    out = {k: [] for k in ("image", "mask", "label", "floating", "overlapping", "kind")}
+    out = {k: [] for k in ("image", "mask", "label", "floating", "overlapping", "kind", "unstable")}
     for _ in range(n):
         kind = 0 if rng.random() < valid_fraction else int(rng.integers(1, len(STACK_KINDS)))
         low = 3 if STACK_KINDS[kind] == "removed" else p.min_blocks
-        tower = shapestacks.build_tower(rng, int(rng.integers(low, p.max_blocks + 1)), rng.random() < p.unstable_fraction)
+        size = int(rng.integers(low, p.max_blocks + 1))
+        unstable = rng.random() < p.unstable_fraction
+        tower = shapestacks.build_tower(rng, size, unstable)
         azimuth = rng.uniform(0, 360)
         blocks = stack_failure(tower, STACK_KINDS[kind], rng, azimuth)
         model, data = shapestacks.scene_model(blocks, rng, p)
@@ -128,7 +131,7 @@ def stack_scenes(n: int, seed: int, valid_fraction: float = 0.5,
         depth = shapestacks.penetration(model, data, len(blocks))
         image, mask = shapestacks.render_scene(model, data, blocks, rng, p, azimuth)
         pad = lambda a: np.pad(a, (0, p.max_blocks - len(blocks)))
-        out["image"].append(image), out["mask"].append(mask), out["kind"].append(kind)
+        out["image"].append(image), out["mask"].append(mask), out["kind"].append(kind), out["unstable"].append(unstable)
         out["label"].append(stack_plausible(touching, depth, TOLERANCE))
         out["floating"].append(pad(~touching)), out["overlapping"].append(pad(depth > TOLERANCE))
     return {k: np.stack(v) for k, v in out.items()}

@@ -113,12 +113,16 @@ def _reading(judge, images: torch.Tensor, test: dict) -> dict:
 
 
 def measure(judge, test: dict, kinds: tuple[str, ...]) -> dict:
-    """Accuracy against the rule's label overall, per class, per kind (and per setting where the test has
-    settings), on the clean and the fixed-degradation copies of the held-out scenes."""
+    """Accuracy against the rule's label overall, per class, per kind (per setting where the test has settings;
+    stable and unstable towers apart where it says which), on the clean and the fixed-degradation copies of the
+    held-out scenes."""
     x = to_float_images(torch.from_numpy(test["image"]))
     truth = test["label"]
     groups = {"overall": np.ones(len(truth), bool), "class=valid": truth, "class=invalid": ~truth,
               **{f"kind={k}": test["kind"] == i for i, k in enumerate(kinds)}}
+    if "unstable" in test:  # towers as built: stable, or one block far off centre but still touching
+        tower = test["kind"] == kinds.index("tower")
+        groups |= {"tower=stable": tower & ~test["unstable"], "tower=unstable": tower & test["unstable"]}
     if "setting" in test:
         groups |= {f"setting={json.dumps(s, sort_keys=True)}": test["setting"] == i
                    for i, s in enumerate(SPRITE_SETTINGS)}
