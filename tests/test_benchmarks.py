@@ -247,3 +247,30 @@ def test_genesis_step_says_why_a_checkout_without_sris_genesis_cannot_be_timed(t
     genesis_step.main(str(tmp_path), batch_size=2, repeats=1, warmup=0)
     out = capsys.readouterr().out
     assert "official comparison skipped" in out and "has no sri/model.py" in out and "recorded anchor" in out
+
+
+def test_compile_children_compiles_each_network_with_parameters_and_its_own_forward():
+    import copy
+
+    import torch
+    from torch import nn
+
+    from benchmarks.compile_steps import compile_children
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(3, 4), nn.Tanh())
+            self.act = nn.ReLU()  # no parameters: left eager
+            self.bag = nn.ModuleList([nn.Linear(3, 3)])  # no forward of its own: left eager
+
+        def forward(self, x):
+            return self.act(self.net(x))
+
+    torch.manual_seed(0)
+    eager = Model()
+    compiled = copy.deepcopy(eager)
+    assert compile_children(compiled) == ["net"]
+    assert isinstance(compiled.net, torch._dynamo.eval_frame.OptimizedModule) and compiled.act is not None
+    x = torch.randn(5, 3)
+    torch.testing.assert_close(compiled(x), eager(x))
