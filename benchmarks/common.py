@@ -33,10 +33,12 @@ def median_seconds(fn: Callable[[], object], repeats: int = 10, warmup: int = 2)
 
 
 def table(rows: list[dict]) -> str:
-    keys = list(rows[0])
+    """Markdown table over every key of any row, in first-seen order (a row without a key, e.g. one that
+    failed and holds only "error", leaves that cell empty)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for r in rows:
-        lines.append("| " + " | ".join(_fmt(r[k]) for k in keys) + " |")
+        lines.append("| " + " | ".join(_fmt(r[k]) if k in r else "" for k in keys) + " |")
     return "\n".join(lines)
 
 

@@ -13,6 +13,8 @@ def test_cpu_peak_memory_sees_a_known_allocation():
 
 def test_table_formats_rows():
     assert table([{"size": 64, "fwd s": 0.12345}]).splitlines() == ["| size | fwd s |", "|---|---|", "| 64 | 0.1235 |"]
+    failed_first = table([{"config": "a", "error": "boom"}, {"config": "b", "s": 1.5}]).splitlines()
+    assert failed_first == ["| config | error | s |", "|---|---|---|", "| a | boom |  |", "| b |  | 1.5 |"]
 
 
 # -- side-by-side timing against an official checkout (benchmarks/official.py) ------------------
