@@ -223,7 +223,7 @@ class GenesisV2(HubModel, paper_url="https://arxiv.org/abs/2104.09958"):
     def decode(self, z: Tensor, decoder: nn.Module | None = None) -> tuple[Tensor, Tensor]:
         """z [B,K,F] -> RGB means [B,K,3,H,W] (sigmoid), log masks [B,K,1,H,W] (log-softmax over K), with
         this model's spatial broadcast decoder or `decoder` (a copy of it with other weights)."""
-        return decode_slots(decoder or self.decoder, z)
+        return decode_slots(self.decoder if decoder is None else decoder, z)
 
     def nll(self, images: Tensor, rgb: Tensor, log_masks: Tensor) -> Tensor:
         """Per image [B]: `slot_nll` under this model's likelihood."""

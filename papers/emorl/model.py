@@ -115,7 +115,7 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
     def decode(self, z: Tensor, decoder: nn.Module | None = None) -> tuple[Tensor, Tensor]:
         """z [B,K,D] -> RGB y [B,K,3,H,W] (sigmoid), log masks log pi [B,K,1,H,W] (log-softmax over K), with
         this model's decoder or `decoder` (a copy of it with other weights: SRI's own decoder)."""
-        rgb, logits = split_rgb_mask((decoder or self.decoder)(z.flatten(0, 1)), z.shape[0])
+        rgb, logits = split_rgb_mask((self.decoder if decoder is None else decoder)(z.flatten(0, 1)), z.shape[0])
         return rgb.sigmoid(), logits.log_softmax(1)
 
     def decode_image(self, z: Tensor) -> Tensor:

@@ -73,7 +73,7 @@ class OrderedSlotAttention(nn.Module):
 
     def decode(self, z: Tensor, decoder: nn.Module | None = None) -> tuple[Tensor, Tensor]:
         """z [B,K,z] -> RGB [B,K,3,H,W], log masks [B,K,1,H,W], GENESIS-v2's decoder."""
-        return decode_slots(decoder or self.decoder, z)
+        return decode_slots(self.decoder if decoder is None else decoder, z)
 
     def nll(self, images: Tensor, rgb: Tensor, log_masks: Tensor) -> Tensor:
         """Per image [B]: GENESIS-v2's likelihood (MoG for SRI-MoG's setting)."""
