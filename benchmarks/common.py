@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,6 +33,16 @@ def median_seconds(fn: Callable[[], object], repeats: int = 10, warmup: int = 2)
     for _ in range(warmup):
         fn()
     return statistics.median(seconds(fn) for _ in range(repeats))
+
+
+def json_in_subprocess(module: str, *args: str) -> dict:
+    """Run `python -m <module> ARGS` in a fresh process (Accelerate's state is per process) from the repository
+    root and read the JSON object on its last line; {"error": its last stderr line} when it fails."""
+    out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    if out.returncode:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def table(rows: list[dict]) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmarks.common import table
+from benchmarks.common import json_in_subprocess, table
 from benchmarks.official import alternating_seconds
 from common.provenance import hardware
 
@@ -65,18 +64,10 @@ def measure(config: str, profile: str, repeats: int = 6) -> dict:
             "compile s": compile_s, "compiled": ", ".join(names), "batch": exp.train.batch_size}
 
 
-def measure_in_subprocess(config: str, profile: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.compile_steps", config, profile], capture_output=True,
-                         text=True, cwd=ROOT)
-    if out.returncode:
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     profile = "short" if torch.cuda.is_available() else "smoke"
     print(f"torch.compile of each model network vs eager, training step at the `{profile}` profile, on {hardware()}")
-    print(table([{"config": c, **measure_in_subprocess(c, profile)} for c in CONFIGS]))
+    print(table([{"config": c, **json_in_subprocess("benchmarks.compile_steps", c, profile)} for c in CONFIGS]))
 
 
 if __name__ == "__main__":

@@ -8,14 +8,13 @@ config's own dataset. Peak memory: allocated GPU memory, or resident memory abov
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import median_seconds, peak_gb, table
+from benchmarks.common import json_in_subprocess, median_seconds, peak_gb, table
 from common.provenance import hardware
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,17 +48,10 @@ def measure(config: Path, profile: str, repeats: int = 3) -> dict:
             "resolution": "x".join(map(str, images.shape[1:3])), "precision": exp.train.mixed_precision}
 
 
-def measure_in_subprocess(config: Path, profile: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.paper_steps", str(config), profile], capture_output=True,
-                         text=True, cwd=ROOT)
-    if out.returncode:
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     profile = "short" if torch.cuda.is_available() else "smoke"
-    rows = [{"config": str(c.relative_to(ROOT / "papers")), **measure_in_subprocess(c, profile)} for c in configs()]
+    rows = [{"config": str(c.relative_to(ROOT / "papers")), **json_in_subprocess("benchmarks.paper_steps", str(c), profile)}
+            for c in configs()]
     print(f"Each paper config's training step at its `{profile}` profile, on {hardware()}")
     print(table(rows))
 

@@ -5,13 +5,12 @@ Prints seconds per optimiser step and images/s for each precision and the bf16/f
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 
 import torch
 
-from benchmarks.common import median_seconds, table
+from benchmarks.common import json_in_subprocess, median_seconds, table
 from common.data import generate_split
 from common.models import SlotAttentionAutoEncoder, SlotAttentionConfig
 from common.provenance import hardware
@@ -31,9 +30,10 @@ def step_time(precision: str) -> float:
 
 def measure_in_subprocess(precision: str) -> float:
     """Accelerate's state is per process: each precision gets a fresh interpreter."""
-    out = subprocess.run([sys.executable, "-m", "benchmarks.train_step", precision], capture_output=True,
-                         text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["s_per_step"]
+    row = json_in_subprocess("benchmarks.train_step", precision)
+    if "error" in row:
+        raise RuntimeError(f"train_step at {precision}: {row['error']}")
+    return row["s_per_step"]
 
 
 def main() -> None:

@@ -211,7 +211,8 @@ def test_paper_steps_lists_training_configs_and_measures_one(tmp_path):
     assert row["images/s"] == pytest.approx(8 / row["s/step"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: nowhere:Nothing\nprofiles: {smoke: {}}\n")
-    assert "cannot be imported" in paper_steps.measure_in_subprocess(bad, "smoke")["error"]
+    from benchmarks.common import json_in_subprocess
+    assert "cannot be imported" in json_in_subprocess("benchmarks.paper_steps", str(bad), "smoke")["error"]
 
 
 def test_genesis_step_labels_its_ratio_as_against_the_recorded_anchor(capsys):
@@ -276,3 +277,4 @@ def test_compile_children_compiles_each_network_with_parameters_and_its_own_forw
     assert isinstance(compiled.net, torch._dynamo.eval_frame.OptimizedModule) and compiled.act is not None
     x = torch.randn(5, 3)
     torch.testing.assert_close(compiled(x), eager(x))
+
