@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 
 from benchmarks.common import forward_timings, table
-from benchmarks.official import (ANCHOR_LABEL, OfficialUnavailable, alternating_seconds, describe, load_emorl,
-                                 official_emorl_forward_backward, parameters, side_by_side, skipped)
+from benchmarks.official import (ANCHOR_LABEL, alternating_seconds, describe, load_emorl, load_official,
+                                 official_emorl_forward_backward, parameters, side_by_side)
 from common.provenance import hardware
 from papers.emorl.model import EfficientMORL, EMORLConfig
 
@@ -61,12 +61,7 @@ def compare(official: str | None, device: str, ours_s: float, size: int = COMPAR
             repeats: int = 3, warmup: int = 1) -> None:
     """Ours against the official code at `size`, I=`steps`, batch BATCH, forward+backward: side by side
     when the checkout at `official` can be run, else `ours_s` (from the table) beside the anchor."""
-    theirs = None
-    if official is not None:
-        try:
-            theirs = load_emorl(official, OFFICIAL_CONFIG, BATCH, device)
-        except OfficialUnavailable as reason:
-            skipped(reason)
+    theirs = load_official(load_emorl, official, OFFICIAL_CONFIG, BATCH, device)
     what = f"{size}x{size}, I={steps}, batch {BATCH}"
     if theirs is None:
         ratio = f"; ours / anchor {ours_s / ANCHOR_S:.2f}, not measured side by side" if device == "cpu" else ""

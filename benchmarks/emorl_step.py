@@ -16,8 +16,8 @@ from collections.abc import Callable
 import torch
 
 from benchmarks.common import median_seconds, table
-from benchmarks.official import (ANCHOR_LABEL, OfficialUnavailable, alternating_seconds, describe, load_emorl,
-                                 official_emorl_step, parameters, side_by_side, skipped)
+from benchmarks.official import (ANCHOR_LABEL, alternating_seconds, describe, load_emorl, load_official,
+                                 official_emorl_step, parameters, side_by_side)
 from common.data import generate_split
 from common.provenance import hardware
 from common.train import TrainConfig, Trainer
@@ -50,12 +50,7 @@ def main(official: str | None = None, *, batch_size: int = 32, repeats: int = 10
           f"one optimiser step, on {hardware()}")
     with tempfile.TemporaryDirectory() as out:
         ours, images, model = ours_step(batch_size, out)
-        theirs = None
-        if official is not None:
-            try:
-                theirs = load_emorl(official, OFFICIAL_CONFIG, batch_size, images.device)
-            except OfficialUnavailable as reason:
-                skipped(reason)
+        theirs = load_official(load_emorl, official, OFFICIAL_CONFIG, batch_size, images.device)
         if theirs is None:
             seconds = median_seconds(ours, repeats, warmup)
             print(table([{"code": OURS, "median s": seconds, "params": parameters(model)},

@@ -16,8 +16,8 @@ import tempfile
 import torch
 
 from benchmarks.common import table, trainer_step, trainer_step_seconds
-from benchmarks.official import (ANCHOR_LABEL, OfficialUnavailable, alternating_seconds, describe,
-                                 load_genesis_in_sri, official_genesis_step, parameters, side_by_side, skipped)
+from benchmarks.official import (ANCHOR_LABEL, alternating_seconds, describe, load_genesis_in_sri, load_official,
+                                 official_genesis_step, parameters, side_by_side)
 from common.data import generate_split
 from common.models.genesis_v2 import GenesisV2, GenesisV2Config
 from common.provenance import hardware
@@ -35,12 +35,7 @@ def _model(prior: str) -> GenesisV2:
 def main(official: str | None = None, *, batch_size: int = 32, repeats: int = 5, warmup: int = 1) -> None:
     print(f"GENESIS-v2 64x64, K=9, F=64, GECO, batch {batch_size}, one optimiser step, on {hardware()}")
     images = torch.from_numpy(generate_split("shapestacks", batch_size, 0)[1]["image"])
-    theirs = None
-    if official is not None:
-        try:
-            theirs = load_genesis_in_sri(official)
-        except OfficialUnavailable as reason:
-            skipped(reason)
+    theirs = load_official(load_genesis_in_sri, official)
     if theirs is None:
         model = _model("autoregressive")
         seconds = trainer_step_seconds(model, images, batch_size, repeats, warmup)

@@ -44,6 +44,17 @@ def skipped(reason: OfficialUnavailable) -> None:
     print(f"official comparison skipped: {reason}; showing the {ANCHOR_LABEL} instead")
 
 
+def load_official(load: Callable, path: str | None, *args, **kwargs):
+    """load(path, *args, **kwargs), or None when no checkout was given or it cannot be used (one line says why)."""
+    if path is None:
+        return None
+    try:
+        return load(path, *args, **kwargs)
+    except OfficialUnavailable as reason:
+        skipped(reason)
+        return None
+
+
 # -- loading -------------------------------------------------------------------------------------
 def _require_sacred() -> None:
     try:
@@ -239,13 +250,19 @@ class OfficialSRI:
     optimiser: torch.optim.Optimizer
 
 
-def load_sri(path: str | Path, device: str | torch.device = "cpu") -> OfficialSRI:
+def _sri_modules(path: str | Path):
+    """sri.model and its GENESIS-v2 GECO module from a checkout of pemami4911/segregate-relate-imagine (seeded 0)."""
     root = Path(path).expanduser().resolve()
     if not (root / "sri" / "model.py").is_file():
         raise OfficialUnavailable(f"{root} has no sri/model.py (a checkout of pemami4911/segregate-relate-imagine?)")
     _attrdict_stand_in()
-    model_module, geco_module = _import_from(root, ["sri.model", "third_party.genesis_v2.geco"])
+    modules = _import_from(root, ["sri.model", "third_party.genesis_v2.geco"])
     torch.manual_seed(0)
+    return modules
+
+
+def load_sri(path: str | Path, device: str | torch.device = "cpu") -> OfficialSRI:
+    model_module, geco_module = _sri_modules(path)
     model = model_module.SRI(**SRI_ARGS).to(device)
     gecos = tuple(geco_module.GECO(**SRI_GECO) for _ in range(2))
     return OfficialSRI(model, gecos, torch.optim.Adam(model.parameters(), lr=1e-4))
@@ -281,12 +298,7 @@ GENESIS_ARGS = dict(K=9, img_size=64, feat_dim=64, semiconv=True, kernel="gaussi
 
 def load_genesis_in_sri(path: str | Path, device: str | torch.device = "cpu") -> OfficialSRI:
     """The GENESIS-v2 of a checkout of pemami4911/segregate-relate-imagine, its GECO and Adam 1e-4."""
-    root = Path(path).expanduser().resolve()
-    if not (root / "sri" / "model.py").is_file():
-        raise OfficialUnavailable(f"{root} has no sri/model.py (a checkout of pemami4911/segregate-relate-imagine?)")
-    _attrdict_stand_in()
-    model_module, geco_module = _import_from(root, ["sri.model", "third_party.genesis_v2.geco"])
-    torch.manual_seed(0)
+    model_module, geco_module = _sri_modules(path)
     model = model_module.GenesisV2(**GENESIS_ARGS).to(device)
     return OfficialSRI(model, (geco_module.GECO(**SRI_GECO),), torch.optim.Adam(model.parameters(), lr=1e-4))
 

@@ -50,8 +50,8 @@ def measure(config: Path, profile: str, repeats: int = 3) -> dict:
 
 def main() -> None:
     profile = "short" if torch.cuda.is_available() else "smoke"
-    rows = [{"config": str(c.relative_to(ROOT / "papers")), **json_in_subprocess("benchmarks.paper_steps", str(c), profile)}
-            for c in configs()]
+    rows = [{"config": str(c.relative_to(ROOT / "papers")),
+             **json_in_subprocess("benchmarks.paper_steps", str(c), profile)} for c in configs()]
     print(f"Each paper config's training step at its `{profile}` profile, on {hardware()}")
     print(table(rows))
 

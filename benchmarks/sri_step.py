@@ -19,8 +19,8 @@ import tempfile
 import torch
 
 from benchmarks.common import median_seconds, table, trainer_step
-from benchmarks.official import (ANCHOR_LABEL, OfficialUnavailable, alternating_seconds, describe, load_sri,
-                                 official_sri_step, parameters, side_by_side, skipped)
+from benchmarks.official import (ANCHOR_LABEL, alternating_seconds, describe, load_official, load_sri,
+                                 official_sri_step, parameters, side_by_side)
 from common.data import generate_split
 from common.provenance import hardware
 from common.train.loop import to_float_images
@@ -40,12 +40,7 @@ def main(official: str | None = None, *, batch_size: int = 32, repeats: int = 5,
           f"one optimiser step, on {hardware()}")
     images = torch.from_numpy(generate_split("shapestacks", batch_size, 0)[1]["image"])
     models = {SHARED: _model("shared"), SEPARATE: _model("separate")}
-    theirs = None
-    if official is not None:
-        try:
-            theirs = load_sri(official)
-        except OfficialUnavailable as reason:
-            skipped(reason)
+    theirs = load_official(load_sri, official)
     with tempfile.TemporaryDirectory() as out:
         steps = {name: trainer_step(m, images, batch_size, f"{out}/{i}") for i, (name, m) in enumerate(models.items())}
         if theirs is None:

@@ -17,8 +17,8 @@ import tempfile
 import torch
 
 from benchmarks.common import median_seconds, table, trainer_step
-from benchmarks.official import (ANCHOR_LABEL, OfficialUnavailable, alternating_seconds, describe, load_svq,
-                                 official_svq_step, parameters, side_by_side, skipped)
+from benchmarks.official import (ANCHOR_LABEL, alternating_seconds, describe, load_official, load_svq,
+                                 official_svq_step, parameters, side_by_side)
 from common.data import generate_split
 from common.provenance import hardware
 from common.train.loop import to_float_images
@@ -41,12 +41,7 @@ def main(official: str | None = None, *, batch_size: int = ANCHOR_BATCH, repeats
     images = torch.from_numpy(generate_split("sprites", batch_size, 0, params={"variant": "random"})[1]["image"])
     torch.manual_seed(0)
     model = SVQ(anchor_config()).to(device)
-    theirs = None
-    if official is not None:
-        try:
-            theirs = load_svq(official, device=device)
-        except OfficialUnavailable as reason:
-            skipped(reason)
+    theirs = load_official(load_svq, official, device=device)
     with tempfile.TemporaryDirectory() as out:
         steps = {OURS: trainer_step(model, images, batch_size, f"{out}/fp32", **CLIP)}
         if device == "cuda":
