@@ -35,6 +35,23 @@ def median_seconds(fn: Callable[[], object], repeats: int = 10, warmup: int = 2)
     return statistics.median(seconds(fn) for _ in range(repeats))
 
 
+def gflop(fn: Callable[[], object]) -> float:
+    """Floating-point operations of one call of `fn`, in GFLOP, as torch's FlopCounterMode counts them:
+    matrix products and convolutions, forward and backward (the passes that need not run are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_gflop_per_s(n: int = 2048, repeats: int = 5) -> float:
+    """This machine's fp32 rate on one large matrix product (n x n): a practical ceiling for the GFLOP/s
+    of convolution-bound steps."""
+    a, b = (torch.randn(n, n, device="cuda" if torch.cuda.is_available() else "cpu") for _ in range(2))
+    return 2 * n**3 / median_seconds(lambda: a @ b, repeats, warmup=1) / 1e9
+
+
 def json_in_subprocess(module: str, *args: str) -> dict:
     """Run `python -m <module> ARGS` in a fresh process (Accelerate's state is per process) from the repository
     root and read the JSON object on its last line; {"error": its last stderr line} when it fails."""

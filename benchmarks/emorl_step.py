@@ -7,6 +7,10 @@ train.py step is repeated without DDP) and times both in this run, alternating: 
 measured side by side. Without --official, or when sacred or the checkout is missing (one line says
 which), it prints ours beside the recorded anchor, 3.24 s/step measured once for the official code on
 a 2-core CPU (implementation-notes §9), labelled as such: that ratio is not measured here.
+
+Each code's GFLOP per step (torch's FlopCounterMode) and the rate it reaches are printed beside its time,
+with a large fp32 matrix product's rate on the same machine: on a convolution-bound step the time ratio
+cannot fall much below the GFLOP ratio once both run near that rate.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from benchmarks.common import median_seconds, table
+from benchmarks.common import gflop, matmul_gflop_per_s, median_seconds, table
 from benchmarks.official import (ANCHOR_LABEL, alternating_seconds, describe, load_emorl, load_official,
                                  official_emorl_step, parameters, side_by_side)
 from common.data import generate_split
@@ -53,15 +57,22 @@ def main(official: str | None = None, *, batch_size: int = 32, repeats: int = 10
         theirs = load_official(load_emorl, official, OFFICIAL_CONFIG, batch_size, images.device)
         if theirs is None:
             seconds = median_seconds(ours, repeats, warmup)
-            print(table([{"code": OURS, "median s": seconds, "params": parameters(model)},
+            work = gflop(ours)
+            print(table([{"code": OURS, "median s": seconds, "params": parameters(model), "GFLOP": work,
+                          "GFLOP/s": work / seconds},
                          {"code": f"official: {ANCHOR_LABEL}", "median s": ANCHOR_S, "params": "0.47 M"}]))
             print(f"ours / recorded anchor: {seconds / ANCHOR_S:.2f} (target <= 0.5; not a side-by-side ratio: "
                   "pass --official PATH to measure one in this run)")
             return
         times = alternating_seconds({OURS: ours, OFFICIAL: official_emorl_step(theirs, images)}, repeats, warmup)
+        work = {OURS: gflop(ours), OFFICIAL: gflop(official_emorl_step(theirs, images))}
     rows, line = side_by_side(times, OURS, OFFICIAL, note="; target <= 0.5")
     for row, m in zip(rows, (model, theirs.model)):
-        row["params"] = parameters(m)
+        row.update(params=parameters(m), GFLOP=work[row["code"]], **{"GFLOP/s": work[row["code"]] / row["median s"]})
     print(describe(official, repeats, warmup))
     print(table(rows))
     print(line)
+    if work[OFFICIAL]:  # a stand-in checkout (the tests') may count none
+        print(f"ours / official in GFLOP per step: {work[OURS] / work[OFFICIAL]:.2f} (FlopCounterMode: matrix products "
+              f"and convolutions, forward and backward); one {matmul_gflop_per_s():.0f} GFLOP/s fp32 matrix product "
+              "sets the ceiling on this machine")

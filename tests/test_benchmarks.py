@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from benchmarks.common import cpu_peak_gb, table
+from benchmarks.common import cpu_peak_gb, gflop, table
 
 
 def test_cpu_peak_memory_sees_a_known_allocation():
@@ -9,6 +9,13 @@ def test_cpu_peak_memory_sees_a_known_allocation():
     if peak is None:
         pytest.skip("no /proc/self/clear_refs or glibc here")
     assert 0.17 < peak < 0.3
+
+
+def test_gflop_counts_a_product_and_its_backward_by_hand():
+    a, b = torch.randn(30, 40, requires_grad=True), torch.randn(40, 50)
+    assert gflop(lambda: a @ b) == pytest.approx(2 * 30 * 40 * 50 / 1e9)
+    # backward needs dL/da = g b^T only (b needs no gradient): one more product of the same size
+    assert gflop(lambda: (a @ b).sum().backward()) == pytest.approx(2 * 2 * 30 * 40 * 50 / 1e9)
 
 
 def test_table_formats_rows():
@@ -186,6 +193,7 @@ def test_emorl_step_side_by_side_with_a_checkout(tmp_path, capsys, no_lib_module
     assert "| official (its train.py step) |" in out and "| ours (shared Trainer step) |" in out
     assert "ours / official: " in out and "measured side by side in this run" in out
     assert "recorded anchor" not in out
+    assert "| GFLOP | GFLOP/s |" in out  # each code's work beside its time
 
 
 @pytest.mark.slow

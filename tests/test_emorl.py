@@ -50,6 +50,35 @@ def test_refinement_inputs_carry_no_second_order_terms():
     assert model.refine.delta_mu.weight.grad is not None
 
 
+@pytest.mark.parametrize("geco_target", [None, -1.0])
+def test_one_decoder_backward_per_iteration_gives_the_textbook_gradients(geco_target):
+    """Eq. 8's loss and f_phi's input, with every decoder pass before the last backpropagated once
+    (`_refined_nll`), equal the straightforward computation that decodes each z^{L,i} with its full graph,
+    takes dL_i/dlambda by autograd and backpropagates the weighted sum of the iteration losses."""
+    from dataclasses import replace
+    model = EfficientMORL(replace(TINY, geco_target=geco_target, geco_warm_start=0))
+    if model.geco is not None:
+        model.geco.steps.fill_(1), model.geco.zeta.fill_(2.0)  # active, weight softplus(2) != 1
+    x, steps = torch.rand(3, 3, 16, 16), 2
+    torch.manual_seed(0)
+    its = model.infer(x, steps)
+    weights = model.iteration_weights(steps)
+    fast = sum(w * model._loss(n, k) for w, n, k in zip(weights, its["nll"], its["kl"]))
+    nll = [model.nll(x, *model.decode(z)) for z in its["z"]]  # each decoder pass with its whole graph
+    textbook = sum(w * model._loss(n, k) for w, n, k in zip(weights, nll, its["kl"]))
+    torch.testing.assert_close(fast, textbook)
+    params = [p for p in model.parameters() if p.requires_grad]
+    g_fast = torch.autograd.grad(fast, params, retain_graph=True, allow_unused=True)
+    g_book = torch.autograd.grad(textbook, params, retain_graph=True, allow_unused=True)
+    for (name, _), a, b in zip(model.named_parameters(), g_fast, g_book):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=lambda m: f"{name}: {m}")
+    assert any(a.abs().max() > 0 for a in g_fast if a is not None)
+    nll_weight = 1.0 if model.geco is None else model.geco.nll_weight()  # f_phi's input at i = 1
+    grad, = torch.autograd.grad((nll_weight * nll[0] + its["kl"][0]).sum(), its["lambda"][0], retain_graph=True)
+    delta, _ = model.refine(its["lambda"][0], grad, None)
+    torch.testing.assert_close(its["lambda"][1], its["lambda"][0] + delta)
+
+
 def test_refinement_works_under_no_grad_with_frozen_parameters():
     """Evaluation code runs under no_grad with frozen weights: the refinement must still see dL/dlambda
     and give exactly what it gives with gradients on."""

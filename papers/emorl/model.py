@@ -154,44 +154,62 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
             return (nll + kl).mean()
         return self.geco.loss(nll.mean(), kl.mean())
 
-    def _weighted_sum(self, nll: Tensor, kl: Tensor) -> Tensor:
-        """Scalar whose gradient w.r.t. one image's lambda is that image's loss gradient (for f_phi)."""
-        w = 1.0 if self.geco is None else self.geco.nll_weight()
-        return (w * nll + kl).sum()
-
     # -- the two stages --------------------------------------------------------------------------
     def infer(self, images: Tensor, steps: int, z0: Tensor | None = None) -> dict:
         """Two-stage inference. Returns per iteration i = 0..I: nll, kl (the loss's KL term: Eq. 4's sum
         over the L layers at i = 0, the refinement term KL(q(z^{L,i}) || p) at i >= 1), kl_refinement
         (KL(q(z^{L,i}) || p) at every i, also i = 0: one quantity across I, Fig. 7d), log_masks, rgb,
-        lambda; and the Stage-1 posteriors, samples and attentions.
+        lambda; and the Stage-1 posteriors, samples and attentions. The rgb and log_masks of i < I are
+        detached, and the NLL of i < I carries its gradient only into losses linear in its batch sum
+        (see `_refined_nll`).
 
-        Refinement needs dL/dlambda even at test time, so gradients are on whenever steps > 0.
+        Refinement needs dL/dlambda even at test time, so gradients are on whenever steps > 0; decoder
+        weight gradients are formed only when the caller has gradients on (training).
         """
-        with torch.set_grad_enabled(torch.is_grad_enabled() or steps > 0):
-            return self._infer(images, steps, z0)
+        train_grads = torch.is_grad_enabled()
+        with torch.set_grad_enabled(train_grads or steps > 0):
+            return self._infer(images, steps, z0, train_grads)
 
-    def _infer(self, images: Tensor, steps: int, z0: Tensor | None) -> dict:
+    def _infer(self, images: Tensor, steps: int, z0: Tensor | None, train_grads: bool) -> dict:
         posteriors, samples, attns, lam = self.bottom_up(images, z0)
         kl0, refine_prior = self.hierarchical_kl(posteriors, samples)
-        rgb, log_m = self.decode(samples[-1])
-        its = {"nll": [self.nll(images, rgb, log_m)], "kl": [kl0], "log_masks": [log_m], "rgb": [rgb], "lambda": [lam],
+        its = {"nll": [], "kl": [kl0], "log_masks": [], "rgb": [], "lambda": [lam],
                "kl_refinement": [posteriors[-1].kl(refine_prior).sum((1, 2))], "z": [samples[-1]]}
+        params = [p for p in self.decoder.parameters() if p.requires_grad] if train_grads else []  # trained here
         h = None
         for _ in range(steps):
-            grad, = torch.autograd.grad(self._weighted_sum(its["nll"][-1], its["kl"][-1]), lam,
-                                        retain_graph=True)  # first order only: no create_graph
-            delta, h = self.refine(lam, grad.detach(), h)
+            nll, rgb, log_m, g_z = self._refined_nll(images, its["z"][-1], params)
+            its["nll"].append(nll), its["rgb"].append(rgb), its["log_masks"].append(log_m)
+            w = 1.0 if self.geco is None else self.geco.nll_weight()  # the NLL's weight in the loss
+            grad, = torch.autograd.grad([its["z"][-1], its["kl"][-1].sum()], lam, [w * g_z, None],
+                                        retain_graph=True)  # each image's d(w NLL + KL)/dlambda, first order
+            delta, h = self.refine(lam, grad, h)
             lam = lam + delta
             q = DiagonalGaussian.from_params(*lam.chunk(2, -1))
             its["z"].append(q.rsample())
-            rgb, log_m = self.decode(its["z"][-1])
-            its["nll"].append(self.nll(images, rgb, log_m))
             its["kl_refinement"].append(q.kl(refine_prior).sum((1, 2)))
             its["kl"].append(free_bits(its["kl_refinement"][-1], self.config.free_bits))
-            its["log_masks"].append(log_m), its["rgb"].append(rgb), its["lambda"].append(lam)
+            its["lambda"].append(lam)
+        rgb, log_m = self.decode(its["z"][-1])  # the last iteration: nothing refines after it
+        its["nll"].append(self.nll(images, rgb, log_m)), its["rgb"].append(rgb), its["log_masks"].append(log_m)
         its.update(posteriors=posteriors, attention=attns, samples=samples)
         return its
+
+    def _refined_nll(self, images: Tensor, z: Tensor, params: list[nn.Parameter]) -> tuple[Tensor, ...]:
+        """Iteration i < I: NLL [B], RGB, log masks, and dNLL/dz [B,K,D] from one backward through the decoder.
+
+        The refinement needs dL/dz, and training needs the decoder weights' gradient of the same term:
+        one decoder backward gives both, and its graph is freed. The NLL returned has the NLL's value and,
+        straight through, exactly its gradient w.r.t. z and `params` for any loss linear in the batch sum of
+        NLLs (Eq. 8's is), so the final backward does not go through this decoder pass again. The
+        official code backpropagates twice through every decoder pass before the last.
+        """
+        z_cut = z.detach().requires_grad_(True)
+        rgb, log_m = self.decode(z_cut)
+        nll = self.nll(images, rgb, log_m)  # [B]
+        g_z, *g_w = torch.autograd.grad(nll.sum(), [z_cut, *params])  # [B,K,D], one per parameter
+        s = (g_z * z).flatten(1).sum(1) + sum((p * g).sum() for p, g in zip(params, g_w)) / z.shape[0]  # [B]
+        return nll.detach() + (s - s.detach()), rgb.detach(), log_m.detach(), g_z
 
     @property
     def num_slots(self) -> int:
