@@ -64,8 +64,9 @@ def main(official: str | None = None, *, batch_size: int = 32, repeats: int = 10
             print(f"ours / recorded anchor: {seconds / ANCHOR_S:.2f} (target <= 0.5; not a side-by-side ratio: "
                   "pass --official PATH to measure one in this run)")
             return
-        times = alternating_seconds({OURS: ours, OFFICIAL: official_emorl_step(theirs, images)}, repeats, warmup)
-        work = {OURS: gflop(ours), OFFICIAL: gflop(official_emorl_step(theirs, images))}
+        steps = {OURS: ours, OFFICIAL: official_emorl_step(theirs, images)}
+        times = alternating_seconds(steps, repeats, warmup)
+        work = {name: gflop(step) for name, step in steps.items()}
     rows, line = side_by_side(times, OURS, OFFICIAL, note="; target <= 0.5")
     for row, m in zip(rows, (model, theirs.model)):
         row.update(params=parameters(m), GFLOP=work[row["code"]], **{"GFLOP/s": work[row["code"]] / row["median s"]})
