@@ -57,8 +57,9 @@ def test_one_decoder_backward_per_iteration_gives_the_textbook_gradients(geco_ta
     takes dL_i/dlambda by autograd and backpropagates the weighted sum of the iteration losses."""
     from dataclasses import replace
     model = EfficientMORL(replace(TINY, geco_target=geco_target, geco_warm_start=0))
-    if model.geco is not None:
-        model.geco.steps.fill_(1), model.geco.zeta.fill_(2.0)  # active, weight softplus(2) != 1
+    if model.geco is not None:  # active, with the NLL's weight softplus(2) != 1
+        model.geco.steps.fill_(1)
+        model.geco.zeta.fill_(2.0)
     x, steps = torch.rand(3, 3, 16, 16), 2
     torch.manual_seed(0)
     its = model.infer(x, steps)
