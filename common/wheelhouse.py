@@ -83,7 +83,7 @@ def build(out: Path, python: str, platforms: list[str], with_torch: bool, entry:
     """Download the wheels into `out`; `skip`: distribution names the target already has."""
     out.mkdir(parents=True, exist_ok=True)
     everything = entry == "all"
-    if everything:
+    if everything or "dvc" in NEEDS[entry]:  # dvc's dependency tree holds the sdist-only package
         pip("wheel", "-q", "--no-deps", "-w", str(out), *SDIST_ONLY)
     flags = target(python, platforms)
     pins = [p for p in resolve(requirements(with_torch, entry), out, flags)

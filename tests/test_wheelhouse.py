@@ -53,3 +53,11 @@ def test_a_device_wheelhouse_leaves_out_what_is_present_and_the_fid_package(tmp_
 def test_a_missing_present_file_is_refused_with_its_name(tmp_path, capsys):
     assert wheelhouse.main(["--out", str(tmp_path / "wh"), "--present", str(tmp_path / "nope.txt")]) == 2
     assert "nope.txt: no such file" in capsys.readouterr().err and not (tmp_path / "wh").exists()
+
+
+def test_the_replicate_entry_builds_the_sdist_that_dvc_needs(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(wheelhouse, "pip", lambda *args: calls.append(args))
+    monkeypatch.setattr(wheelhouse, "resolve", lambda reqs, out, flags: ["dvc==3.67.1"])
+    wheelhouse.build(tmp_path / "wh", "3.12", ["manylinux2014_x86_64"], with_torch=False, entry="replicate")
+    assert calls[0][0] == "wheel" and "antlr4-python3-runtime==4.9.3" in calls[0]
