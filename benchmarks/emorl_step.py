@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 import torch
 
-from benchmarks.common import gflop, matmul_gflop_per_s, median_seconds, table
-from benchmarks.official import (ANCHOR_LABEL, alternating_seconds, describe, load_emorl, load_official,
+from benchmarks.common import gflop, median_seconds, table
+from benchmarks.official import (ANCHOR_LABEL, add_work, alternating_seconds, describe, load_emorl, load_official,
                                  official_emorl_step, parameters, side_by_side)
 from common.data import generate_split
 from common.provenance import hardware
@@ -69,11 +69,10 @@ def main(official: str | None = None, *, batch_size: int = 32, repeats: int = 10
         work = {name: gflop(step) for name, step in steps.items()}
     rows, line = side_by_side(times, OURS, OFFICIAL, note="; target <= 0.5")
     for row, m in zip(rows, (model, theirs.model)):
-        row.update(params=parameters(m), GFLOP=work[row["code"]], **{"GFLOP/s": work[row["code"]] / row["median s"]})
+        row["params"] = parameters(m)
+    work_line = add_work(rows, work, OURS, OFFICIAL)
     print(describe(official, repeats, warmup))
     print(table(rows))
     print(line)
-    if work[OFFICIAL]:  # a stand-in checkout (the tests') may count none
-        print(f"ours / official in GFLOP per step: {work[OURS] / work[OFFICIAL]:.2f} (FlopCounterMode: matrix products "
-              f"and convolutions, forward and backward); one {matmul_gflop_per_s():.0f} GFLOP/s fp32 matrix product "
-              "sets the ceiling on this machine")
+    if work_line:
+        print(work_line)

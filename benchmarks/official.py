@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import seconds
+from benchmarks.common import matmul_gflop_per_s, seconds
 
 ANCHOR_LABEL = "recorded anchor (implementation-notes §9, not measured in this run)"
 INSTALL_HINT = "pip install -e '.[official-bench]'"
@@ -197,6 +197,19 @@ def side_by_side(times: dict[str, list[float]], ours: str, official: str, note: 
     line = (f"ours / official: {ratio:.2f} (medians, measured side by side in this run; "
             f"per-round ratios {min(paired):.2f}-{max(paired):.2f}{note})")
     return rows, line
+
+
+def add_work(rows: list[dict], work: dict[str, float], ours: str, official: str) -> str | None:
+    """Put each code's GFLOP per step (benchmarks.common.gflop) and its rate into its side_by_side row; return the
+    line with ours / official in GFLOP beside this machine's fp32 matrix-product rate, or None where the official
+    side counted none (a stand-in checkout)."""
+    for row in rows:
+        row.update(GFLOP=work[row["code"]], **{"GFLOP/s": work[row["code"]] / row["median s"]})
+    if not work[official]:
+        return None
+    return (f"ours / official in GFLOP per step: {work[ours] / work[official]:.2f} (FlopCounterMode: matrix products "
+            f"and convolutions, forward and backward); one {matmul_gflop_per_s():.0f} GFLOP/s fp32 matrix product "
+            "sets the ceiling on this machine")
 
 
 def describe(path: str | Path, repeats: int, warmup: int) -> str:

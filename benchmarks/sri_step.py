@@ -18,8 +18,8 @@ import tempfile
 
 import torch
 
-from benchmarks.common import gflop, matmul_gflop_per_s, median_seconds, table, trainer_step
-from benchmarks.official import (ANCHOR_LABEL, alternating_seconds, describe, load_official, load_sri,
+from benchmarks.common import gflop, median_seconds, table, trainer_step
+from benchmarks.official import (ANCHOR_LABEL, add_work, alternating_seconds, describe, load_official, load_sri,
                                  official_sri_step, parameters, side_by_side)
 from common.data import generate_split
 from common.provenance import hardware
@@ -62,14 +62,13 @@ def main(official: str | None = None, *, batch_size: int = 32, repeats: int = 5,
     rows.insert(0, side_by_side({n: times[n] for n in (SHARED, OFFICIAL)}, SHARED, OFFICIAL)[0][0])
     for row in rows:
         row["params"] = parameters(theirs.model if row["code"] == OFFICIAL else models[row["code"]])
-        row.update(GFLOP=work[row["code"]], **{"GFLOP/s": work[row["code"]] / row["median s"]})
+    work_line = add_work(rows, work, SEPARATE, OFFICIAL)
     print(describe(official, repeats, warmup))
     print(table(rows))
     print(line)
     print(f"ours with the paper's shared decoder / official: {shared:.2f}")
-    if work[OFFICIAL]:  # a stand-in checkout (the tests') may count none
-        print(f"ours (separate decoder) / official in GFLOP per step: {work[SEPARATE] / work[OFFICIAL]:.2f}; one "
-              f"{matmul_gflop_per_s():.0f} GFLOP/s fp32 matrix product sets the ceiling on this machine")
+    if work_line:
+        print(work_line)
 
 
 if __name__ == "__main__":

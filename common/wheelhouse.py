@@ -33,7 +33,7 @@ TORCH_FAMILY = ("torch", "triton", "nvidia-")
 
 
 def canonical(requirement: str) -> str:
-    """The distribution name of a requirement or pin, normalised as PEP 503 does ("Google_CRC32C>=1" -> "google-crc32c")."""
+    """A requirement's or pin's distribution name, normalised (PEP 503): "Google_CRC32C>=1" -> "google-crc32c"."""
     return re.sub(r"[-_.]+", "-", re.split(r"[\s<>=!~;\[@]", requirement.strip(), maxsplit=1)[0]).lower()
 
 

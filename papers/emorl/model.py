@@ -176,11 +176,11 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
         its = {"nll": [], "kl": [kl0], "log_masks": [], "rgb": [], "lambda": [lam],
                "kl_refinement": [posteriors[-1].kl(refine_prior).sum((1, 2))], "z": [samples[-1]]}
         params = [p for p in self.decoder.parameters() if p.requires_grad] if train_grads else []  # trained here
+        w = 1.0 if self.geco is None else self.geco.nll_weight()  # the NLL's weight in the loss
         h = None
         for _ in range(steps):
             nll, rgb, log_m, g_z = self._refined_nll(images, its["z"][-1], params)
             its["nll"].append(nll), its["rgb"].append(rgb), its["log_masks"].append(log_m)
-            w = 1.0 if self.geco is None else self.geco.nll_weight()  # the NLL's weight in the loss
             grad, = torch.autograd.grad([its["z"][-1], its["kl"][-1].sum()], lam, [w * g_z, None],
                                         retain_graph=True)  # each image's d(w NLL + KL)/dlambda, first order
             delta, h = self.refine(lam, grad, h)
