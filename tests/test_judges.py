@@ -106,6 +106,48 @@ def test_each_stack_failure_breaks_the_touching_rule_by_geometry(kind):
         stack_failure(_tower(2), "removed", rng, 0.0)
 
 
+def _across(blocks, azimuth):
+    """Each block's interval [lo, hi] on the image's horizontal (boxes axis-aligned, corners projected)."""
+    a = np.deg2rad(azimuth)
+    u = np.array([-np.sin(a), np.cos(a)])
+    out = []
+    for b in blocks:
+        hx, hy = b["half"][:2]
+        centre = np.array(b["pos"][:2]) @ u
+        w = abs(u[0]) * hx + abs(u[1]) * hy if b["shape"] == "box" else hx
+        out.append((centre - w, centre + w))
+    return out
+
+
+@pytest.mark.parametrize("widths", [(0.2, 0.35), (0.35, 0.2), (0.25, 0.25)])
+def test_a_sunk_block_and_its_support_each_stick_out_beyond_the_other(widths):
+    """Interpenetration is made visible: were one block's footprint inside the other's across the image, the sunk
+    part would be hidden and the scene would render like a plausible tower with a shorter block."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        tower = _tower(2)
+        tower[0] = {**tower[0], "half": (widths[0], 0.3, 0.25)}
+        tower[1] = {**tower[1], "half": (widths[1], 0.3, 0.25), "pos": (0.05, 0.05, 0.75)}
+        azimuth = rng.uniform(0, 360)
+        (s_lo, s_hi), (u_lo, u_hi) = _across(stack_failure(tower, "interpenetrating", rng, azimuth), azimuth)
+        assert max(u_lo, s_lo) < min(u_hi, s_hi)  # still overlapping
+        assert (u_hi > s_hi + 1e-3 and s_lo < u_lo - 1e-3) or (u_lo < s_lo - 1e-3 and s_hi > u_hi + 1e-3)
+
+
+def test_a_tower_is_framed_by_what_the_image_shows():
+    """The camera frames a tower by its top: a built tower by the sum of its heights (the dataset), a failure by
+    where its blocks are, so that a sunk or lifted block does not move the camera as no generated image would."""
+    from common.data.shapestacks import framing
+    tower = _tower(3)  # 0.5-tall blocks: top at 1.5
+    assert framing(tower) == (pytest.approx((0, 0, 0.75)), pytest.approx(1.4 + 0.8 * 1.5))
+    sunk = tower[:2] + [{**tower[2], "pos": (0.1, 0.0, 1.25 - 0.2)}]  # sunk 0.2 into its support: top at 1.3
+    shorter = tower[:2] + [{**tower[2], "half": (0.25, 0.25, 0.15), "pos": (0.1, 0.0, 1.15)}]  # 0.3 tall, resting
+    for scene in (sunk, shorter):
+        assert framing(scene) == (pytest.approx((0, 0, 0.65)), pytest.approx(1.4 + 0.8 * 1.3))
+    lifted = tower[:2] + [{**tower[2], "pos": (0.0, 0.0, 1.25 + 0.4)}]
+    assert framing(lifted)[0][2] == pytest.approx(0.95)
+
+
 def test_the_stack_measurement_splits_plausible_towers_into_stable_and_unstable():
     """measure() reports towers built stable and unstable apart (the unstable ones are the judge's hard case)."""
     import torch

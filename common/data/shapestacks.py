@@ -154,19 +154,26 @@ def scene_model(blocks: list[dict], rng: np.random.Generator, p: ShapeStacksPara
     return model, mj.MjData(model)
 
 
+def framing(blocks: list[dict]) -> tuple[tuple[float, float, float], float]:
+    """The camera's target and distance for a tower: framed by its top, the highest point of any block. For a
+    built tower that is the sum of the block heights; for a judge's failure scene (a block lifted, sunk or
+    removed) it is what the image shows, not the heights of the blocks (which no generated image carries)."""
+    height = max(b["pos"][2] + b["half"][2] for b in blocks)
+    return (0.0, 0.0, height / 2), min(1.4 + 0.8 * height, 2.7)  # the distance stays inside the walls (at 3)
+
+
 def render_scene(model, data, blocks: list[dict], rng: np.random.Generator, p: ShapeStacksParams,
                  azimuth: float | None = None):
     """The tower seen from a random (or the given) azimuth in degrees and a random elevation, framed by its
-    height: image uint8 [H,W,3], mask uint8 [H,W] (block k is k + 1)."""
+    top (framing()): image uint8 [H,W,3], mask uint8 [H,W] (block k is k + 1)."""
     mj = import_mujoco()
     if p.size not in _RENDERERS:
         template = mj.MjModel.from_xml_string(tower_xml(build_tower(np.random.default_rng(0), p.max_blocks, False)))
         template.vis.global_.fovy = p.fovy
         _RENDERERS[p.size] = OffscreenRenderer(template, p.size, p.size)
-    height = sum(2 * b["half"][2] for b in blocks)
-    distance = min(1.4 + 0.8 * height, 2.7)  # stay inside the walls (at 3 units)
+    target, distance = framing(blocks)
     azimuth = rng.uniform(0, 360) if azimuth is None else azimuth
-    image, geom = _RENDERERS[p.size].render(model, data, (0, 0, height / 2), distance, azimuth, rng.uniform(-25, -5))
+    image, geom = _RENDERERS[p.size].render(model, data, target, distance, azimuth, rng.uniform(-25, -5))
     mask = np.zeros(geom.shape, np.uint8)
     for k in range(len(blocks)):
         mask[geom == mj.mj_name2id(model, mj.mjtObj.mjOBJ_GEOM, f"g{k}")] = k + 1

@@ -72,14 +72,23 @@ def _moved(block: dict, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0) -> di
     return {**block, "pos": (x + dx, y + dy, z + dz)}
 
 
+def _extent(block: dict, direction: np.ndarray) -> float:
+    """Half the width of a block's footprint along a horizontal unit vector (boxes are axis-aligned)."""
+    if block["shape"] == "box":
+        return float(abs(direction[0]) * block["half"][0] + abs(direction[1]) * block["half"][1])
+    return float(block["half"][0])  # cylinder radius; a sphere's half sizes are all its radius
+
+
 def stack_failure(blocks: list[dict], kind: str, rng: np.random.Generator, azimuth: float) -> list[dict]:
     """A copy of a built tower with one failure made so that a camera at `azimuth` (degrees) sees it
     (magnitudes in scene units; blocks are 0.3-0.6 tall): `lifted` a block and all above it raised by
     0.2-0.5 (the first block: off the floor); `pushed_off` moved across the line of sight until the
     circles around the two footprints are 0.05-0.3 apart; `interpenetrating` sunk into its support by
-    40-80 % of the lower of the two heights and moved across the line of sight by 30-80 % of the support's
-    half-width (so that an edge of one crosses the other); `removed` a block taken out under one that
-    stays where it was."""
+    40-80 % of the lower of the two heights and moved across the line of sight until its centre is
+    |w_upper - w_support| + (30-80 %) min(w_upper, w_support) from the support's (w: half-widths across), so
+    that each block sticks out beyond the other on one side and the image shows the sunk part (centred, a
+    narrower block sunk into a wider one looks like a shorter block resting on it); `removed` a block taken
+    out under one that stays where it was."""
     n = len(blocks)
     if kind == "tower":
         return list(blocks)
@@ -100,10 +109,12 @@ def stack_failure(blocks: list[dict], kind: str, rng: np.random.Generator, azimu
         clear = np.hypot(*below["half"][:2]) + np.hypot(*block["half"][:2]) + rng.uniform(0.05, 0.3)
         target = np.array(below["pos"][:2]) + clear * across
         shift = (*(target - np.array(block["pos"][:2])), 0.0)
-    else:
+    else:  # each block sticks out beyond the other on one side, so neither hides the sunk part
         depth = rng.uniform(0.4, 0.8) * 2 * min(block["half"][2], below["half"][2])
-        reach = rng.uniform(0.3, 0.8) * min(below["half"][:2])
-        shift = (*(reach * across), -depth)
+        upper, support = _extent(block, across), _extent(below, across)
+        offset = abs(upper - support) + rng.uniform(0.3, 0.8) * min(upper, support)  # centre to centre, across
+        now = (np.array(block["pos"][:2]) - np.array(below["pos"][:2])) @ across
+        shift = (*((offset - now) * across), -depth)
     return blocks[:k] + [_moved(b, *shift) for b in blocks[k:]]
 
 
