@@ -2,10 +2,14 @@
 runs/judges/<task>-<profile> (the root dvc.yaml's `profile_judge` stage): S-Acc (`s_acc`, SRI and LOM) or
 generation accuracy (`generation_accuracy`, SVQ). On the smoke profile a tiny one in a minute (its accuracy in
 its card says how little it means); otherwise one with the settings of the judge of record (params.yaml
-`judges`; its accuracy is in reports/judges)."""
+`judges`; its accuracy is in reports/judges). Where the judge of record (runs/judges/<task>, `dvc repro
+judge@<task>`) was trained with those settings, it is copied instead of trained again: the same seeded command,
+an hour of CPU saved, and a GPU lease (10-minute commands) can use a judge trained here and carried there."""
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -23,15 +27,35 @@ def profile_judge(profile: str, task: str = "s_acc") -> Path:
     return output_root() / "runs" / "judges" / f"{task}-{profile}"
 
 
+def of_record(task: str, seed: int, sizes: dict) -> Path | None:
+    """The judge of record (runs/judges/<task>) when its card says it was trained with this seed and these sizes."""
+    path = output_root() / "runs" / "judges" / task
+    try:
+        card = json.loads((path / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    same = card.get("task") == task and card.get("seed") == seed and all(card.get(k) == v for k, v in sizes.items())
+    return path if same and (path / "model.safetensors").is_file() else None
+
+
 def train_profile_judge(profile: str, task: str = "s_acc") -> Path:
     from common.metrics.judges.train import train
+    out, seed = profile_judge(profile, task), 0
     if profile == "smoke":
         sizes = SMOKE
     else:
         settings = yaml.safe_load((ROOT / "params.yaml").read_text())["judges"]["tasks"][task]
         sizes = {"n_train": settings["n_train"], "steps": settings["steps"]}
-    out = profile_judge(profile, task)
-    train(task, out, seed=0, **sizes)
+        record = of_record(task, seed, sizes)
+        if record is not None:
+            tmp = out.with_name(out.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(record, tmp)
+            shutil.rmtree(out, ignore_errors=True)
+            tmp.rename(out)
+            print(f"judge of record {record} copied (same seed and settings)")
+            return out
+    train(task, out, seed=seed, **sizes)
     return out
 
 

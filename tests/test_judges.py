@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from common.metrics.judges.data import SPRITE_KINDS, STACK_KINDS, sprite_codes, sprite_scenes, stack_failure
 from common.metrics.judges.rules import odd_one_out_valid, stack_plausible, unique_values, wilson_interval
@@ -293,3 +294,27 @@ def test_the_score_command_judges_a_prepared_dataset_split(tmp_path, capsys):
     assert record["n"] == 5 and record["images"].endswith("sprites:test")
     assert main(["score", "--judge", str(tmp_path / "nothing"), "--images", str(tmp_path)]) == 2
     assert "no .png images" in capsys.readouterr().err
+
+
+def test_a_profile_judge_is_the_judge_of_record_when_its_settings_match(tmp_path, monkeypatch):
+    """short/paper profiles copy runs/judges/<task> when its card has their seed and sizes; otherwise they train."""
+    import yaml
+
+    from common import profile_judge as pj
+    from common.metrics.judges import train as judges_train
+    from common.metrics.judges.model import StackJudge, StackJudgeConfig
+    from common.pipeline import OUTPUT_ROOT_ENV, ROOT
+    monkeypatch.setenv(OUTPUT_ROOT_ENV, str(tmp_path))
+    settings = yaml.safe_load((ROOT / "params.yaml").read_text())["judges"]["tasks"]["s_acc"]
+    trained = []
+    monkeypatch.setattr(judges_train, "train", lambda task, out, seed, **sizes: trained.append((task, seed, sizes)))
+    judge = StackJudge(StackJudgeConfig(channels=(8, 8, 8, 8), hidden=8))
+    record = {"task": "s_acc", "seed": 0, "n_train": settings["n_train"], "steps": settings["steps"], "accuracy": {}}
+    judge.save_pretrained(tmp_path / "runs/judges/s_acc", metrics=record)
+    out = pj.train_profile_judge("short", "s_acc")
+    assert trained == [] and out == tmp_path / "runs/judges/s_acc-short"
+    copied = StackJudge.from_pretrained(out)
+    assert all(torch.equal(a, b) for a, b in zip(copied.state_dict().values(), judge.state_dict().values()))
+    judge.save_pretrained(tmp_path / "runs/judges/s_acc", metrics={**record, "steps": settings["steps"] + 1})
+    pj.train_profile_judge("paper", "s_acc")
+    assert trained == [("s_acc", 0, {"n_train": settings["n_train"], "steps": settings["steps"]})]
