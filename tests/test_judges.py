@@ -318,3 +318,43 @@ def test_a_profile_judge_is_the_judge_of_record_when_its_settings_match(tmp_path
     judge.save_pretrained(tmp_path / "runs/judges/s_acc", metrics={**record, "steps": settings["steps"] + 1})
     pj.train_profile_judge("paper", "s_acc")
     assert trained == [("s_acc", 0, {"n_train": settings["n_train"], "steps": settings["steps"]})]
+
+
+def _render(blocks, state, azimuth):
+    """A scene's image with the scene randomness (walls, floor, elevation) drawn from a saved generator state."""
+    from common.data import shapestacks
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state
+    p = shapestacks.ShapeStacksParams()
+    model, data = shapestacks.scene_model(blocks, rng, p)
+    n = len(blocks)
+    plausible = stack_plausible(shapestacks.support_contacts(model, data, n), shapestacks.penetration(model, data, n))
+    return shapestacks.render_scene(model, data, blocks, rng, p, azimuth)[0].astype(int), plausible
+
+
+def test_a_sunk_block_is_seen_a_plausible_twin_renders_differently():
+    """A failure the camera cannot see is not made: no sunk-block scene renders (nearly) like its plausible twin,
+    the same scene with the upper block or the support shortened by the sunk depth so that the two just touch."""
+    from common.data import shapestacks
+    rng, hidden = np.random.default_rng(11), 0
+    for _ in range(150):
+        tower = shapestacks.build_tower(rng, int(rng.integers(2, 7)), rng.random() < 0.5)
+        azimuth = rng.uniform(0, 360)
+        blocks = stack_failure(tower, "interpenetrating", rng, azimuth)
+        k = next(i for i, (a, b) in enumerate(zip(tower, blocks)) if a["pos"] != b["pos"])
+        state = rng.bit_generator.state
+        image, plausible = _render(blocks, state, azimuth)
+        assert not plausible
+        depth = blocks[k - 1]["pos"][2] + blocks[k - 1]["half"][2] - (blocks[k]["pos"][2] - blocks[k]["half"][2])
+        for j, dz in ((k, depth / 2), (k - 1, -depth / 2)):  # shorten the upper block (raise its centre) or the support
+            hx, hy, hz = blocks[j]["half"]
+            if blocks[j]["shape"] == "sphere" or hz <= depth / 2:
+                continue
+            x, y, z = blocks[j]["pos"]
+            short = {**blocks[j], "half": (hx, hy, hz - depth / 2), "pos": (x, y, z + dz)}
+            twin = blocks[:j] + [short] + blocks[j + 1:]
+            twin_image, twin_plausible = _render(twin, state, azimuth)
+            if twin_plausible and (np.abs(twin_image - image).max(-1) > 24).sum() <= 5:
+                hidden += 1
+                break
+    assert hidden <= 2  # 0.4 % of 800 such scenes; 9.5 % before each block was made to stick out
