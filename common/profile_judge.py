@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import yaml
 from common.pipeline import ROOT, output_root
 
 SMOKE = {"n_train": 300, "n_test": 100, "steps": 60, "n_anchor": 40}
+SOURCES = ("common/metrics/judges", "common/data")  # what a judge is made from (the judge stage's deps)
 
 
 TASKS = ("s_acc", "generation_accuracy")
@@ -27,15 +29,33 @@ def profile_judge(profile: str, task: str = "s_acc") -> Path:
     return output_root() / "runs" / "judges" / f"{task}-{profile}"
 
 
+def sources_unchanged_since(commit: str) -> bool | None:
+    """Whether the judge's sources (SOURCES) in the working tree are as they were at `commit`; None where git
+    cannot tell (no repository, as on a device's copy of the tree, or an unknown commit)."""
+    try:
+        run = subprocess.run(["git", "diff", "--quiet", commit, "--", *SOURCES], cwd=ROOT, capture_output=True,
+                             timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {0: True, 1: False}.get(run.returncode)
+
+
 def of_record(task: str, seed: int, sizes: dict) -> Path | None:
-    """The judge of record (runs/judges/<task>) when its card says it was trained with this seed and these sizes."""
+    """The judge of record (runs/judges/<task>) when its card says it was trained with this seed and these sizes,
+    at a clean commit whose judge sources are today's (taken on trust, and said so, where git cannot tell)."""
     path = output_root() / "runs" / "judges" / task
     try:
         card = json.loads((path / "metrics.json").read_text())
     except (OSError, ValueError):
         return None
     same = card.get("task") == task and card.get("seed") == seed and all(card.get(k) == v for k, v in sizes.items())
-    return path if same and (path / "model.safetensors").is_file() else None
+    commit = card.get("provenance", {}).get("commit", "unknown")
+    if not same or not (path / "model.safetensors").is_file() or commit == "unknown" or commit.endswith("-dirty"):
+        return None
+    unchanged = sources_unchanged_since(commit)
+    if unchanged is None:
+        print(f"cannot check that {path} (commit {commit}) was made from today's {' and '.join(SOURCES)}: using it")
+    return None if unchanged is False else path
 
 
 def train_profile_judge(profile: str, task: str = "s_acc") -> Path:

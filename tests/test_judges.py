@@ -297,7 +297,8 @@ def test_the_score_command_judges_a_prepared_dataset_split(tmp_path, capsys):
 
 
 def test_a_profile_judge_is_the_judge_of_record_when_its_settings_match(tmp_path, monkeypatch):
-    """short/paper profiles copy runs/judges/<task> when its card has their seed and sizes; otherwise they train."""
+    """short/paper profiles copy runs/judges/<task> when its card has their seed and sizes and it was made at a
+    clean commit from today's judge sources; otherwise they train."""
     import yaml
 
     from common import profile_judge as pj
@@ -308,16 +309,21 @@ def test_a_profile_judge_is_the_judge_of_record_when_its_settings_match(tmp_path
     settings = yaml.safe_load((ROOT / "params.yaml").read_text())["judges"]["tasks"]["s_acc"]
     trained = []
     monkeypatch.setattr(judges_train, "train", lambda task, out, seed, **sizes: trained.append((task, seed, sizes)))
+    unchanged = {"abc123": True, "old456": False}
+    monkeypatch.setattr(pj, "sources_unchanged_since", unchanged.get)  # commit -> are the judge's sources today's?
     judge = StackJudge(StackJudgeConfig(channels=(8, 8, 8, 8), hidden=8))
-    record = {"task": "s_acc", "seed": 0, "n_train": settings["n_train"], "steps": settings["steps"], "accuracy": {}}
+    record = {"task": "s_acc", "seed": 0, "n_train": settings["n_train"], "steps": settings["steps"], "accuracy": {},
+              "provenance": {"commit": "abc123"}}
     judge.save_pretrained(tmp_path / "runs/judges/s_acc", metrics=record)
     out = pj.train_profile_judge("short", "s_acc")
     assert trained == [] and out == tmp_path / "runs/judges/s_acc-short"
     copied = StackJudge.from_pretrained(out)
     assert all(torch.equal(a, b) for a, b in zip(copied.state_dict().values(), judge.state_dict().values()))
-    judge.save_pretrained(tmp_path / "runs/judges/s_acc", metrics={**record, "steps": settings["steps"] + 1})
-    pj.train_profile_judge("paper", "s_acc")
-    assert trained == [("s_acc", 0, {"n_train": settings["n_train"], "steps": settings["steps"]})]
+    for stale in ({"steps": settings["steps"] + 1}, {"seed": 1}, {"provenance": {"commit": "abc123-dirty"}},
+                  {"provenance": {"commit": "old456"}}):  # other settings, a dirty tree, judge sources changed since
+        judge.save_pretrained(tmp_path / "runs/judges/s_acc", metrics={**record, **stale})
+        pj.train_profile_judge("paper", "s_acc")
+    assert trained == [("s_acc", 0, {"n_train": settings["n_train"], "steps": settings["steps"]})] * 4
 
 
 def _render(blocks, state, azimuth):
