@@ -32,6 +32,9 @@ import torch
 from benchmarks.common import matmul_gflop_per_s, seconds
 
 ANCHOR_LABEL = "recorded anchor (implementation-notes §9, not measured in this run)"
+NO_ANCHOR_RATIO = ("no ratio to the recorded anchor: a ratio means something only with both sides timed on this "
+                   "machine in this run (side by side on a 2-core CPU, the official EMORL and SRI steps took 1.6x "
+                   "and 2.6x less than their anchors); pass --official PATH to time the official code here")
 INSTALL_HINT = "pip install -e '.[official-bench]'"
 
 
