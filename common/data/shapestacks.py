@@ -59,7 +59,9 @@ def tower_xml(blocks: list[dict], floor: int = 0, walls=((.6, .6, .6),) * 3) -> 
 
 
 def build_tower(rng: np.random.Generator, n: int, unstable: bool) -> list[dict]:
-    """Stack n blocks; an unstable tower has one block (above the first) shifted beyond its support."""
+    """Stack n blocks, each touching the one below; an unstable tower has one block (above the first) shifted
+    beyond its support: a box or cylinder 1.05-1.6 times the support's smaller half-width off centre, a sphere
+    (only ever on top) resting on the support's edge (_on_the_edge)."""
     blocks, z = [], 0.0
     push = int(rng.integers(1, n)) if unstable else -1
     x = y = 0.0
@@ -69,14 +71,36 @@ def build_tower(rng: np.random.Generator, n: int, unstable: bool) -> list[dict]:
         half = (h, h, h) if shape == "sphere" else (rng.uniform(0.2, 0.35), rng.uniform(0.2, 0.35), h)
         if shape == "cylinder":
             half = (half[0], half[0], h)
+        rest = half[2]  # the block's centre above the support's top
         if k:
-            support = min(blocks[-1]["half"][:2])
-            reach = support * (rng.uniform(1.05, 1.6) if k == push else rng.uniform(0.0, 0.25))
+            reach = rng.uniform(1.05, 1.6) if k == push else rng.uniform(0.0, 0.25)  # in support half-widths
             angle = rng.uniform(0, 2 * np.pi)
-            x, y = x + reach * np.cos(angle), y + reach * np.sin(angle)
-        blocks.append({"shape": shape, "half": half, "pos": (x, y, z + half[2]), "rgb": tuple(rng.uniform(.1, 1, 3))})
+            if k == push and shape == "sphere":
+                (dx, dy), rest = _on_the_edge(blocks[-1], angle, (reach - 1.05) / 0.55, h)
+            else:
+                dx, dy = min(blocks[-1]["half"][:2]) * reach * np.array([np.cos(angle), np.sin(angle)])
+            x, y = x + dx, y + dy
+        blocks.append({"shape": shape, "half": half, "pos": (x, y, z + rest), "rgb": tuple(rng.uniform(.1, 1, 3))})
         z += 2 * half[2]
     return blocks
+
+
+def _on_the_edge(support: dict, angle: float, t: float, r: float) -> tuple[np.ndarray, float]:
+    """Where a sphere of radius r rests on its support's top edge, pushed past it at `angle`: its centre
+    (0.1 + 0.7 t) r beyond the footprint along the push (t in [0, 1]), lowered until it touches the nearest point
+    of the edge. Returns the centre's horizontal offset from the support's [2] and its height above the top.
+    Left at a sphere's resting height, a centre past the footprint floats a fraction of a pixel above the edge:
+    a tower that is not touching by the rule while its image shows one that is."""
+    d = np.array([np.cos(angle), np.sin(angle)])
+    hx, hy = support["half"][:2]
+    if support["shape"] == "box":
+        edge = min(hx / max(abs(d[0]), 1e-9), hy / max(abs(d[1]), 1e-9))  # the footprint's boundary along d
+        offset = (edge + (0.1 + 0.7 * t) * r) * d
+        beyond = np.hypot(max(0.0, abs(offset[0]) - hx), max(0.0, abs(offset[1]) - hy))  # to the nearest edge point
+    else:  # a cylinder's disc
+        offset = (hx + (0.1 + 0.7 * t) * r) * d
+        beyond = float(np.linalg.norm(offset)) - hx
+    return offset, float(np.sqrt(r * r - beyond * beyond))
 
 
 def simulate(model, data, seconds: float) -> np.ndarray:

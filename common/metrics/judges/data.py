@@ -124,7 +124,7 @@ def stack_scenes(n: int, seed: int, valid_fraction: float = 0.5,
     S-Acc rule on the geometry: every block touches its support and none overlaps another by more than
     0.01), floating and overlapping [N,M] (per block: no contact with its support; an overlap beyond 0.01),
     kind [N] (index into STACK_KINDS), unstable [N] (the tower was built unstable: one block reaching 1.05-1.6
-    times its support's half-width off centre). Towers come from the dataset's own builder (stable and unstable
+    times its support's half-width off centre, or a sphere on top resting on its support's edge). Towers come from the dataset's own builder (stable and unstable
     alike); half the scenes are drawn as failures, evenly over the failure kinds."""
     p = p or shapestacks.ShapeStacksParams()
     rng = np.random.default_rng([seed, 15])
