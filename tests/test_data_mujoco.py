@@ -51,6 +51,7 @@ def test_a_built_tower_touches_even_with_a_sphere_pushed_past_its_support():
             assert top["pos"][2] < below["pos"][2] + below["half"][2] + top["half"][2] - 1e-6
     assert pushed >= 20  # 41 of these 400 towers; 32 of them floated above the edge before
 
+
 def test_shapestacks_schema_labels_and_determinism():
     meta, a = generate_split("shapestacks", 6, seed=4)
     assert validate(a, meta) == 6
