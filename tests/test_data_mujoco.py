@@ -30,7 +30,7 @@ def test_support_contacts_name_floating_blocks():
 
 
 def test_a_built_tower_touches_even_with_a_sphere_pushed_past_its_support():
-    """Every tower the builder makes holds a touching stack (as every published ShapeStacks scene does): a sphere
+    """Every tower the builder makes holds a touching stack (what the S-Acc rule asks of a real scene): a sphere
     pushed past its support's edge rests on the edge (it rolls off), where it used to float a fraction of a pixel
     above it, not touching by the S-Acc rule while its image showed a tower that was."""
     from common.metrics.judges.rules import TOLERANCE, stack_plausible
