@@ -104,6 +104,28 @@ def test_loss_weights_eq_8_and_the_official_switch():
     assert official.iteration_weights(3) == [1.5, 1.25, 1.0, 0.75]
 
 
+def test_signed_encoder_input_changes_only_what_the_encoder_reads():
+    """encoder_input "signed" (the official code; LOM App. A.4.1) feeds the encoder 2x - 1 and nothing else: the
+    likelihood still scores x in [0,1], so with the same weights it equals the "unit" model with a 2x - 1 encoder."""
+    torch.manual_seed(0)
+    signed = EfficientMORL(EMORLConfig(**{**TINY.__dict__, "encoder_input": "signed"}))
+    unit = EfficientMORL(TINY)
+    unit.load_state_dict(signed.state_dict())
+    seen = []
+    signed.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    unit.encoder.register_forward_pre_hook(lambda module, args: (2 * args[0] - 1,))
+    x = torch.rand(2, 3, 16, 16)
+    torch.manual_seed(1)
+    a = signed(x, steps=1)
+    torch.manual_seed(1)
+    b = unit(x, steps=1)
+    torch.testing.assert_close(seen[0], 2 * x - 1)
+    torch.testing.assert_close(a.loss, b.loss)
+    torch.testing.assert_close(a.recon, b.recon)
+    with pytest.raises(ValueError, match="encoder_input"):
+        EfficientMORL(EMORLConfig(**{**TINY.__dict__, "encoder_input": "minus_one_to_one"}))
+
+
 def test_loss_is_the_weighted_sum_of_iteration_elbos(monkeypatch):
     model = EfficientMORL(TINY)
     torch.manual_seed(0)

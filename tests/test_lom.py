@@ -2,6 +2,7 @@
 closed form, the stop-gradient into the orderless model, free bits' schedule, slerp, the variants, and the
 from_pretrained round trip."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,10 +10,12 @@ import torch
 from common.matching import greedy_matching
 from common.models.genesis_v2 import GenesisV2Config
 from common.prob import DiagonalGaussian
+from common.train.experiment import load_experiment
 from papers.emorl.model import EMORLConfig
 from papers.lom.model import LOM, CausalTransformer, LOMConfig, SceneEncoder, slerp
 
 SIZE = 32
+CONFIGS = Path(__file__).resolve().parents[1] / "papers/lom/configs"
 
 
 def _model(**kw) -> LOM:
@@ -165,6 +168,14 @@ def test_variant_switches():
     assert shared.f_phi is shared.f_theta
     with pytest.raises(ValueError, match="prior: independent"):
         LOM(LOMConfig(backbone="genesis_v2", emorl=None, genesis_v2=GenesisV2Config(resolution=(SIZE, SIZE))))
+
+
+def test_every_emorl_backed_config_feeds_its_encoder_minus_one_to_one():
+    """App. A.4.1: LOM-EMORL converts RGB values to [-1, 1] before they enter the model (the likelihood keeps [0, 1])."""
+    emorl = [p.stem for p in sorted(CONFIGS.glob("*.yaml")) if load_experiment(p, "paper").model_config.get("emorl")]
+    assert len(emorl) == 13  # Table 2's three datasets, n.s.p., A.5 Models 0-8
+    for name in emorl:
+        assert load_experiment(CONFIGS / f"{name}.yaml", "paper").model_config["emorl"]["encoder_input"] == "signed", name
 
 
 def test_lom_emorl_trains_a_step_with_both_gecos_and_free_bits():

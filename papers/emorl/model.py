@@ -50,6 +50,9 @@ class EMORLConfig:
     geco_warm_start: int = 1000
     geco_acceleration: float = 1.0
     free_bits: float | None = None  # lambda (nats per image) on each KL term: LOM's Eq. 26 (0.75 D_z there)
+    # the encoder reads x in [0,1] ("unit") or 2x - 1 ("signed": the official code; LOM App. A.4.1);
+    # the likelihood always scores x in [0,1]
+    encoder_input: str = "unit"
 
 
 class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
@@ -62,9 +65,11 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
     def __init__(self, config: EMORLConfig):
         super().__init__()
         self.config = c = config
-        if c.prior not in PRIORS or c.decoder not in DECODERS or c.likelihood not in ("gaussian", "mixture"):
-            raise ValueError(f"EMORL config: prior in {PRIORS}, decoder in {tuple(DECODERS)}, "
-                             f"likelihood gaussian|mixture; got {c.prior!r}, {c.decoder!r}, {c.likelihood!r}")
+        if (c.prior not in PRIORS or c.decoder not in DECODERS or c.likelihood not in ("gaussian", "mixture")
+                or c.encoder_input not in ("unit", "signed")):
+            raise ValueError(f"EMORL config: prior in {PRIORS}, decoder in {tuple(DECODERS)}, likelihood "
+                             f"gaussian|mixture, encoder_input unit|signed; got {c.prior!r}, {c.decoder!r}, "
+                             f"{c.likelihood!r}, {c.encoder_input!r}")
         d = c.slot_dim
         self.encoder = ImageEncoder(c.resolution, c.encoder_channels)
         self.layer = StochasticLayer(c.encoder_channels[-1], d)
@@ -83,7 +88,7 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
         """Algorithm 1 lines 2-17: posteriors q(z^l | x, z^{l-1}), samples z^l, attentions (l = 1..L) and
         lambda^L [B,K,2D]. z0 [B,K,D] replaces the sample of q(z^0) (to test equivariance, App. A.1)."""
         b, k, d = images.shape[0], self.config.num_slots, self.config.slot_dim
-        features = self.encoder(images)  # [B,N,C]
+        features = self.encoder(images if self.config.encoder_input == "unit" else 2 * images - 1)  # [B,N,C]
         lam = self.lambda0.expand(b, k, 2 * d)  # [B,K,2D]
         z = DiagonalGaussian.from_params(*lam.chunk(2, -1)).rsample() if z0 is None else z0  # [B,K,D]
         posteriors, samples, attns = [], [], []
