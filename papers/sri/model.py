@@ -52,7 +52,8 @@ class SRIConfig:
     matching: Literal["greedy", "hungarian"] = "greedy"  # Algorithm 1, or Munkres (§4.2's alternative)
     match_on: Literal["means", "samples"] = "means"  # rollout means (Algorithm 1, official), or samples z_pi
     decoder: Literal["shared", "separate"] = "shared"  # §4.3 "the same SBD decoder"; official: own weights
-    init: Literal["xavier", "official"] = "xavier"  # App. A.4.1 Xavier on SRI's layers (Relate, LSTMs); official: gain 0.02 on Linear
+    # App. A.4.1: Xavier on SRI's own layers (Relate, LSTMs); official: Xavier-normal gain 0.02 on its Linear layers
+    init: Literal["xavier", "official"] = "xavier"
     geco: Literal["genesis", "emorl", "none"] = "genesis"  # the backbone's GECO flavour (App. A.4.2)
     geco_goal: float = 0.5655  # per pixel-channel, the backbone likelihood's convention
     geco_step: float = 1e-6
