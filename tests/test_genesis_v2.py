@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.distributions import Normal
 
-from common.models.genesis_v2 import ICSBP, GenesisV2, GenesisV2Config, UNet, straight_through_clamp
+from common.models.genesis_v2 import ICSBP, AutoregressivePrior, GenesisV2, GenesisV2Config, UNet, straight_through_clamp
 
 SMALL = dict(resolution=(32, 32), num_slots=4, feat_dim=16)
 
@@ -85,6 +85,27 @@ def test_autoregressive_prior_kl_and_its_causal_teacher_forcing():
     mean, std = torch.randn(2, 4, 16), torch.rand(2, 4, 16) + 0.5
     expected = (Normal(mean, std).log_prob(z) - Normal(p_mean, p_std).log_prob(z)).flatten(1).sum(1)
     torch.testing.assert_close(model.kl(z, mean, std), expected)
+
+
+@pytest.mark.parametrize("scene", [False, True])
+def test_the_prior_rollout_draws_from_its_teacher_forced_conditionals(scene):
+    """sample() draws z_k = mean_k + tau std_k eps_k with (mean_k, std_k) what forward() gives teacher-forced on
+    the same z (and s: SRI Table 4's GENv2 + scene variable, whose p(z_1 | s) comes from the head)."""
+    torch.manual_seed(0)
+    prior = AutoregressivePrior(16, scene_dim=8 if scene else None)
+    s = torch.randn(3, 8) if scene else None
+    tau = 0.7
+    z = prior.sample(3, 4, 16, tau, torch.Generator().manual_seed(5), "cpu", s)  # [3,4,16]
+    g = torch.Generator().manual_seed(5)
+    eps = torch.cat([torch.randn(3, 1, 16, generator=g) for _ in range(4)], 1)  # the draws, in order
+    with torch.no_grad():
+        mean, std = prior(z, s)
+    torch.testing.assert_close(z, mean + tau * std * eps)
+    first = prior(z, s)[0][:, 0]
+    if scene:  # the first slot depends on s, through GENESIS-v2's bounded heads
+        assert (first - prior(z, torch.randn(3, 8))[0][:, 0]).abs().max() > 0 and mean.abs().max() <= 1
+    else:
+        assert torch.equal(first, torch.zeros(3, 16))
 
 
 @pytest.mark.parametrize("prior", ["autoregressive", "independent"])

@@ -304,7 +304,7 @@ def test_genv2_plus_scene_variable_trains_genesis_through_its_scene_conditioned_
     nothing of L_SRI reaches it), Relate reads detached samples, and the model round-trips."""
     from papers.sri.scene_baseline import GenesisV2Scene, GenesisV2SceneConfig
     torch.manual_seed(0)
-    model = GenesisV2Scene(GenesisV2SceneConfig(genesis_v2=_genesis(), scene_dim=24, hidden=32))
+    model = GenesisV2Scene(GenesisV2SceneConfig(genesis_v2=_genesis(), scene_dim=24))
     x = torch.rand(2, 3, SIZE, SIZE)
     t = model.terms(x)
     t["slot_kl"].sum().backward()

@@ -133,32 +133,46 @@ class ICSBP(nn.Module):
 
 class AutoregressivePrior(nn.Module):
     """p(z_1) = N(0, I); p(z_k | z_<k) from LSTM(F, 4F) -> Linear(4F, 2F): mean tanh, std sigmoid(x + 4)
-    + 1e-4 (checked 4.2). Teacher-forced on posterior samples in training, nothing detached."""
+    + 1e-4 (checked 4.2). Teacher-forced on posterior samples in training, nothing detached. With `scene_dim`
+    (SRI Table 4's "GENv2 + scene variable") the LSTM's first input is GELU(W_s s), as in SRI's prior (Eq. 2),
+    and p(z_1 | s) comes from the same head."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, scene_dim: int | None = None):
         super().__init__()
         self.lstm = nn.LSTM(dim, 4 * dim, batch_first=True)
         self.head = nn.Linear(4 * dim, 2 * dim)
+        self.project = nn.Sequential(nn.Linear(scene_dim, dim), nn.GELU()) if scene_dim else None  # W_s
 
     def params(self, h: Tensor) -> tuple[Tensor, Tensor]:
         mean, s = self.head(h).chunk(2, -1)
         return mean.tanh(), torch.sigmoid(s + 4.0) + 1e-4
 
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """Teacher forcing: z [B,K,D] -> prior mean, std [B,K,D] of each slot given the earlier ones."""
+    def forward(self, z: Tensor, s: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Teacher forcing: z [B,K,D] (and s [B,S] with a scene variable) -> prior mean, std [B,K,D] of each
+        slot given the earlier ones."""
+        if s is not None:
+            h, _ = self.lstm(torch.cat([self.project(s).unsqueeze(1), z[:, :-1]], 1))  # [B,K,4D]
+            return self.params(h)
         h, _ = self.lstm(z[:, :-1])  # [B,K-1,4D]
         mean, std = self.params(h)
         first_mean, first_std = torch.zeros_like(z[:, :1]), torch.ones_like(z[:, :1])
         return torch.cat([first_mean, mean], 1), torch.cat([first_std, std], 1)
 
-    def sample(self, n: int, k: int, dim: int, temperature: float, generator, device) -> Tensor:
-        """Roll the LSTM on its own samples: [n,K,D]; temperature scales every std."""
-        z = temperature * torch.randn(n, 1, dim, generator=generator, device=device)
-        state, zs = None, [z]
-        for _ in range(k - 1):
-            h, state = self.lstm(zs[-1], state)
+    def sample(self, n: int, k: int, dim: int, temperature: float, generator, device,
+               s: Tensor | None = None) -> Tensor:
+        """Roll the LSTM on its own samples (from GELU(W_s s) when s [n,S] is given): [n,K,D]; temperature
+        scales every std."""
+        if s is None:
+            zs = [temperature * torch.randn(n, 1, dim, generator=generator, device=device)]  # z_1 ~ N(0, tau^2 I)
+            x = zs[0]
+        else:
+            zs, x = [], self.project(s).unsqueeze(1)  # [n,1,D]
+        state = None
+        while len(zs) < k:
+            h, state = self.lstm(x, state)  # [n,1,4D]
             mean, std = self.params(h)
-            zs.append(mean + temperature * std * torch.randn(mean.shape, generator=generator, device=device))
+            x = mean + temperature * std * torch.randn(mean.shape, generator=generator, device=device)
+            zs.append(x)
         return torch.cat(zs, 1)
 
 

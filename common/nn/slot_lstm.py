@@ -1,6 +1,6 @@
 """An LSTM slot prior conditioned on a scene variable: SRI's autoregressive prior p(z_pi_k | z_pi_<k, s)
-(`sri.txt` Eq. 2) and posterior variance model (Eq. 7), SRI's Table 4 "GENv2 + scene variable", and LOM's
-App. A.5 Models 7-8 (an RNN-based autoregressive slot prior, with and without s)."""
+(`sri.txt` Eq. 2) and posterior variance model (Eq. 7), and LOM's App. A.5 Models 7-8 (an RNN-based
+autoregressive slot prior, with and without s)."""
 from __future__ import annotations
 
 import torch

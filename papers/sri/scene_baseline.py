@@ -1,7 +1,8 @@
-"""Table 4's "GENv2 + scene variable" (SRI §5.4): GENESIS-v2 with everything else left the same, except that
-its autoregressive slot prior is conditioned on a scene variable s ~ q(s | x), inferred from GENESIS-v2's
-own (IC-SBP ordered) posterior samples as SRI's Relate stage does. No order alignment, no rollout, no
-cross-order KL: it isolates the scene variable from SRI's learned order.
+"""Table 4's "GENv2 + scene variable" (SRI §5.4): GENESIS-v2 "leaving all else ... the same", except that its
+autoregressive slot prior (its own LSTM(4F) and tanh / sigmoid heads, `AutoregressivePrior`) is conditioned on a
+scene variable s ~ q(s | x) through its first input GELU(W_s s), as SRI's prior is (Eq. 2); s is inferred from
+GENESIS-v2's own (IC-SBP ordered) posterior samples as SRI's Relate stage does. No order alignment, no rollout,
+no cross-order KL: it isolates the scene variable from SRI's learned order.
 """
 from __future__ import annotations
 
@@ -11,11 +12,10 @@ import torch
 from torch import Tensor
 
 from common.hub import HubModel
-from common.models.genesis_v2 import GenesisV2, GenesisV2Config
+from common.models.genesis_v2 import AutoregressivePrior, GenesisV2, GenesisV2Config
 from common.output import ModelOutput
 from common.prob import DiagonalGaussian, GECOMultiplicativeKL
 from common.prob.likelihood import HALF_LOG_2PI, gaussian_log_density
-from common.nn.slot_lstm import SlotLSTM
 from papers.sri.model import SceneEncoder, initialise
 
 
@@ -25,12 +25,12 @@ def _independent() -> GenesisV2Config:
 
 @dataclass
 class GenesisV2SceneConfig:
-    """GENv2-MoG on ShapeStacks (Table 4) with SRI's |s| = 128, L = 3 and LSTM(256). `genesis_v2` gives the
-    encoder, decoder, likelihood and GECO; its own prior is replaced (set it to independent)."""
+    """GENv2-MoG on ShapeStacks (Table 4) with SRI's |s| = 128 and L = 3. `genesis_v2` gives the encoder,
+    decoder, likelihood and GECO (set its prior to independent: this model owns the scene-conditioned one,
+    GENESIS-v2's LSTM(4F) = 256 units at F = 64); `init` is SRI's, for Relate (App. A.4.1)."""
 
     genesis_v2: GenesisV2Config = field(default_factory=_independent)
     scene_dim: int = 128
-    hidden: int = 256
     relate_layers: int = 3
     init: str = "xavier"
 
@@ -46,9 +46,8 @@ class GenesisV2Scene(HubModel, paper_url="https://github.com/pemami4911/segregat
         self.genesis = GenesisV2(c.genesis_v2)  # encoder, decoder, likelihood; its GECO balances the whole loss
         z = c.genesis_v2.feat_dim
         self.relate = SceneEncoder(z, c.scene_dim, c.relate_layers)
-        self.prior = SlotLSTM(z, c.scene_dim, c.hidden, ("mean", "pre_var"))
+        self.prior = AutoregressivePrior(z, c.scene_dim)  # GENESIS-v2's, conditioned on s; its own initialisation
         initialise(self.relate, c.init)
-        initialise(self.prior, c.init)
 
     @property
     def num_slots(self) -> int:
@@ -63,10 +62,9 @@ class GenesisV2Scene(HubModel, paper_url="https://github.com/pemami4911/segregat
         rgb, log_m = g.decode(z)
         q_s = self.relate(z.detach().float())  # Relate on the posterior samples, as SRI (§4.1, Eq. 5)
         s = q_s.rsample()  # [B,s]
-        out = self.prior(s, z.float())
-        p = DiagonalGaussian.from_params(out["mean"], out["pre_var"])  # [B,K,F]
+        p_mean, p_std = self.prior(z.float(), s)  # [B,K,F]: p(z_k | z_<k, s)
         log_q = gaussian_log_density(z.float(), post["mean"].float(), post["std"].float(), normalised=True)
-        log_p = gaussian_log_density(z.float(), p.mean, p.std, normalised=True)
+        log_p = gaussian_log_density(z.float(), p_mean, p_std, normalised=True)
         return {"z": z, "rgb": rgb, "log_masks": log_m, "nll": g.nll(images, rgb, log_m),
                 "slot_kl": (log_q - log_p).flatten(1).sum(1),
                 "scene_kl": q_s.kl(DiagonalGaussian.standard(q_s.mean)).sum(1)}
@@ -102,7 +100,7 @@ class GenesisV2Scene(HubModel, paper_url="https://github.com/pemami4911/segregat
         """s ~ N(0, tau^2 I), then the prior's rollout with every std scaled by tau, decoded."""
         device = self.prior.lstm.weight_ih_l0.device
         s = temperature * torch.randn(n, self.config.scene_dim, generator=generator, device=device)
-        z, _ = self.prior.rollout(s, self.num_slots, temperature, generator=generator)
+        z = self.prior.sample(n, self.num_slots, self.config.genesis_v2.feat_dim, temperature, generator, device, s)
         rgb, log_m = self.genesis.decode(z)
         masks = log_m.exp()
         return {"images": (masks * rgb).sum(1), "masks": masks, "slots": z}
