@@ -7,7 +7,7 @@ import torch
 
 from common.metrics import generative
 from common.metrics.fid import frechet_distance
-from common.metrics.generative import bits_per_dim, evaluate_samples, fid_infinity, kid, quantise
+from common.metrics.generative import bits_per_dim, evaluate_samples, fid_infinity, kid, quantise, real_images
 
 
 def test_quantise_rounds_and_the_official_truncation_floors():
@@ -16,6 +16,21 @@ def test_quantise_rounds_and_the_official_truncation_floors():
     assert quantise(x, "truncate").flatten().tolist() == [0, 0, 1, 254, 255, 255]
     with pytest.raises(ValueError, match="quantisation"):
         quantise(x, "nearest")
+
+
+def test_only_sris_protocol_changes_the_real_images_and_by_its_float32_round_trip():
+    """SRI's compute_fid saves test images loaded to [-1, 1] as uint8(255 (x + 1) / 2): 63 of the 256 levels drop
+    by one (checked by hand: reference/generative.md); GENESIS-v2's [0, 1] path and rounding leave them alone."""
+    levels = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256)
+    assert real_images(levels, "round") is levels and real_images(levels, "truncate") is levels
+    saved = real_images(levels, "truncate_signed").int()
+    drop = levels.int() - saved
+    assert set(drop.unique().tolist()) == {0, 1} and int(drop.sum()) == 63 and saved[..., 255].item() == 255
+    expected = [int(np.floor(((np.float32(k) / np.float32(255) * np.float32(2) - np.float32(1)) + np.float32(1))
+                             / np.float32(2) * np.float32(255))) for k in range(256)]
+    assert saved.flatten().tolist() == expected
+    with pytest.raises(ValueError, match="quantisation"):
+        real_images(levels, "floor")
 
 
 def test_kid_against_a_hand_computation():
@@ -65,6 +80,10 @@ def test_evaluate_samples_records_its_protocol_and_caches_real_features(tmp_path
     assert far["fid"] > near["fid"] + 0.01 and far["kid"] > near["kid"]
     assert near["n"] == 200 and near["temperature"] == 0.7 and near["quantisation"] == "round"
     assert near["fid_inf"] is None and "not computed" in near["fid_inf_status"]
+    signed = evaluate_samples(real, like, 200, key="toy|test", temperature=0.7, quantisation="truncate_signed",
+                              batch_size=64, cache_dir=tmp_path, kid_subsets=10)
+    assert FakeBackend.calls == calls + 3  # SRI's saved real images are another set: not the cached features
+    assert signed["quantisation"] == "truncate_signed" and signed["fid"] != near["fid"]
     with pytest.raises(ValueError, match="needs 400 real test images"):
         evaluate_samples(real, like, 400, key="toy|test", temperature=1.0)
 

@@ -5,9 +5,14 @@ Protocol (GENESIS-v2 / SRI, implementation-checked.md §4.3 and §5.2; `../share
 N real test scenes against N samples (the papers: N = 10,000), real and generated images through the same
 preprocessing (uint8, torch bilinear resize to 299 outside the network, (x - 128) / 128, the TF-ported
 Inception's pool3: pytorch-fid's "legacy" path, which the GENESIS-v2 and SRI numbers used; a clean-fid
-"clean" score, PIL bicubic, would not be comparable). Samples are quantised to
-uint8 by rounding (`quantisation="round"`); the official scripts truncate (`uint8(255 x)`), available as
-`"truncate"`. Every result records N, the temperature, the quantisation and the network it used.
+"clean" score, PIL bicubic, would not be comparable). `quantisation` says how images become uint8:
+"round" rounds the samples (unbiased); "truncate" is GENESIS-v2's `compute_fid` (checked 4.3: samples saved as
+uint8(255 x), the real images unchanged by it); "truncate_signed" is SRI's (checked 5.2: both sets saved as
+uint8(255 x) after mapping from [-1, 1] back to [0, 1], a float32 round trip that lowers 63 of the 256 levels
+of the real images by one). Truncation lowers samples by half a level on average: measured on 2,000 ShapeStacks
+scenes as "samples" (dequantised with uniform noise) against 2,000 others, FID 10.29 rounded vs 11.89 truncated
+(KID 0.0000 vs 0.0017), so it is part of a protocol, not a rounding detail. Every result records N, the
+temperature, the quantisation and the network it used.
 
 FID is biased upwards at small N, which our short profiles must use: KID (Bińkowski et al. 2018, the
 unbiased MMD^2 with the cubic polynomial kernel, mean and std over subsets) is reported beside it, and
@@ -26,15 +31,29 @@ from torch import Tensor
 
 from common.metrics.fid import FIDUnavailable, frechet_distance, resolve_backend
 
-QUANTISATIONS = ("round", "truncate")
+QUANTISATIONS = ("round", "truncate", "truncate_signed")
+
+
+def _check(mode: str) -> None:
+    if mode not in QUANTISATIONS:
+        raise ValueError(f"quantisation must be one of {QUANTISATIONS}, got {mode!r}")
 
 
 def quantise(images: Tensor, mode: str = "round") -> Tensor:
-    """float [N,3,H,W] in [0,1] -> uint8: round(255 x) (ours), or the official scripts' uint8(255 x)."""
-    if mode not in QUANTISATIONS:
-        raise ValueError(f"quantisation must be one of {QUANTISATIONS}, got {mode!r}")
+    """Samples, float [N,3,H,W] in [0,1] -> uint8: round(255 x), or the official scripts' uint8(255 x)."""
+    _check(mode)
     x = images.float().clamp(0, 1) * 255
     return (x.round() if mode == "round" else x.floor()).to(torch.uint8)
+
+
+def real_images(real: Tensor, mode: str = "round") -> Tensor:
+    """Real test images uint8 [N,3,H,W] as the protocol `mode` saves them: unchanged, except "truncate_signed"
+    (SRI's compute_fid), which loads them to [-1, 1] in float32 and saves uint8(255 (x + 1) / 2)."""
+    _check(mode)
+    if mode != "truncate_signed":
+        return real
+    signed = real.float() / 255 * 2 - 1  # what SRI's data loader gives its model
+    return ((signed + 1) / 2 * 255).floor().to(torch.uint8)
 
 
 def kid(real: np.ndarray, fake: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> dict:
@@ -102,7 +121,9 @@ def evaluate_samples(real: Tensor, sample: Callable[[int], Tensor], n: int, *, k
     except FIDUnavailable as err:
         return {"fid": None, "status": f"unavailable: {err}", "n": n, "temperature": temperature}
     fake = torch.cat([quantise(sample(min(batch_size, n - i)).cpu(), quantisation) for i in range(0, n, batch_size)])
-    f_real = real_features(real[:n], key, backend, cache_dir)
+    head = real[:n]
+    saved = real_images(head, quantisation)  # the protocol's saved copies: a different cache entry if they differ
+    f_real = real_features(saved, key if saved is head else f"{key}|{quantisation}", backend, cache_dir)
     f_fake = backend.features(fake)
     return {"fid": frechet_distance(*gaussian_stats(f_real), *gaussian_stats(f_fake)),
             **kid(f_real, f_fake, subsets=kid_subsets), **fid_infinity(f_real, f_fake),

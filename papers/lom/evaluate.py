@@ -51,7 +51,7 @@ class LOMEval:
     interpolation_steps: int = 8  # Fig. 4: slerp between two prior samples
     dci: bool = False  # Table 3 (CLEVR6)
     dci_n: int = 320
-    quantisation: str = "round"
+    quantisation: str = "truncate"  # GENESIS-v2's compute_fid, whose 10K-vs-10K protocol LOM follows (README)
     batch_size: int = 100
     seed: int = 0
 
