@@ -4,16 +4,16 @@ Inception features, and the negative ELBO in bits per dimension.
 Protocol (GENESIS-v2 / SRI, implementation-checked.md §4.3 and §5.2; `../shared/reference/generative.md`):
 N real test scenes against N samples (the papers: N = 10,000), real and generated images through the same
 preprocessing (uint8, torch bilinear resize to 299 outside the network, (x - 128) / 128, the TF-ported
-Inception's pool3: pytorch-fid's "legacy" path, which the GENESIS-v2 and SRI numbers used; a clean-fid
-"clean" score, PIL bicubic, would not be comparable). `quantisation` says how images become uint8:
-"round" rounds the samples (unbiased); "truncate" is GENESIS-v2's `compute_fid` (checked 4.3: samples saved as
-uint8(255 x), the real images unchanged by it); "truncate_signed" is SRI's (checked 5.2: both sets saved as
-uint8(255 x) after mapping from [-1, 1] back to [0, 1], a float32 round trip that lowers 63 of the 256 levels
-of the real images by one). Truncation lowers samples by half a level on average: measured once (a scratch script, this
-module's `evaluate_samples`, the float32 network) on 2,000 ShapeStacks test scenes against 2,000 training scenes
-as "samples" (dequantised with uniform noise), FID 10.29 rounded vs 11.89 truncated (KID 0.0000 vs 0.0017), so it
-is part of a protocol, not a rounding detail. Every result records N, the
-temperature, the quantisation and the network it used.
+Inception's pool3: pytorch-fid's "legacy" path, which the GENESIS-v2 and SRI numbers used; a clean-fid "clean"
+score, PIL bicubic, would not be comparable). `quantisation` says how images become uint8: "round" rounds the
+samples (unbiased); "truncate" is GENESIS-v2's `compute_fid` (checked 4.3: samples saved as uint8(255 x), the real
+images unchanged by it); "truncate_signed" is SRI's (checked 5.2: both sets saved as uint8(255 x) after mapping
+from [-1, 1] back to [0, 1], a float32 round trip that lowers 63 of the 256 levels of the real images by one).
+Truncation lowers samples by half a level on average: measured once (a scratch script, this module's
+`evaluate_samples`, the float32 network) on 2,000 ShapeStacks test scenes against 2,000 training scenes as
+"samples" (dequantised with uniform noise), FID 10.29 rounded vs 11.89 truncated (KID 0.0000 vs 0.0017), so it is
+part of a protocol, not a rounding detail. Every result records N, the temperature, the quantisation and the
+network it used.
 
 FID is biased upwards at small N, which our short profiles must use: KID (Bińkowski et al. 2018, the
 unbiased MMD^2 with the cubic polynomial kernel, mean and std over subsets) is reported beside it, and
