@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     steps = exp.train.steps
     record = {"metrics": metrics, "model": exp.model, "profile": exp.profile, "steps": steps,
               "seed": exp.train.seed, "eval_seed": args.seed, "dataset": exp.data.path or exp.data.name,
-              "eval_split": exp.data.eval_split, **provenance()}
+              "eval_split": exp.data.eval_split, **provenance(args.run)}
     out_dir = args.out or args.run / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(record, indent=2))

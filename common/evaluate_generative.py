@@ -99,7 +99,8 @@ def run(args) -> dict:
     sample_grid(out_dir / "samples.png", model.sample(8, args.temperature, generator))
     save_decomposition(out_dir / "decomposition.png", images[:8], out.recon[:8].cpu(), out.masks[:8].cpu())
     record = {"metrics": metrics, "model": exp.model, "profile": exp.profile, "steps": exp.train.steps,
-              "seed": exp.train.seed, "eval_seed": args.seed, "dataset": exp.data.path or exp.data.name, **provenance()}
+              "seed": exp.train.seed, "eval_seed": args.seed, "dataset": exp.data.path or exp.data.name,
+              **provenance(args.run)}
     (out_dir / "metrics.json").write_text(json.dumps(record, indent=2))
     return metrics
 

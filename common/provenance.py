@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import platform
 import subprocess
 from pathlib import Path
@@ -36,11 +37,17 @@ def hardware() -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def provenance() -> dict:
-    return {
+def provenance(run: Path | None = None) -> dict:
+    """Where a number is computed now; with a training `run` folder also `training`, the segments that
+    trained its model (`common.train.loop.TrainState`; absent for a run that predates training.json)."""
+    record = {
         "commit": git_commit(),
         "hardware": hardware(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    trained = run / "training.json" if run is not None else None
+    if trained is not None and trained.is_file():
+        record["training"] = json.loads(trained.read_text())["segments"]
+    return record

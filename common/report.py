@@ -15,3 +15,21 @@ def seed_metrics(report_dir: Path, seeds: list[int] | None = None) -> dict[int, 
     if missing or not found:
         raise ConfigError(f"{report_dir}: no evaluation for seed(s) {missing or 'any'}: run the evaluate stage first")
     return {k: json.loads(found[k].read_text()) for k in sorted(seeds or found)}
+
+
+def segment_text(s: dict) -> str:
+    steps = f"steps {s['from']:,}-{s['to']:,}"
+    if s.get("unrecorded"):
+        return f"{steps}: not recorded (checkpointed before the training record existed)"
+    return (f"{steps}: {s['hardware']}, {s['processes']} process(es), commit `{s['commit'][:12]}`, "
+            f"{s['seconds'] / 60:.1f} min from {s['date'][:16]}")
+
+
+def training_summary(runs: dict[int, dict]) -> str:
+    """Markdown: per seed, what trained which steps (metrics.json's "training", from the training loop)."""
+    lines = []
+    for seed, m in runs.items():
+        segments = m.get("training")
+        lines += [f"- seed {seed}: " + ("; ".join(map(segment_text, segments)) if segments
+                                       else "no training record (the run predates it)")]
+    return "Training, stretch by stretch (each start or resume to its next stop):\n\n" + "\n".join(lines)

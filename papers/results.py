@@ -3,7 +3,9 @@
 One table across papers, datasets and profiles, generated from the committed `metrics.json` files of
 `short` and `paper` runs (reports/<paper>/<dataset>-<profile>/seeds/seed<k>/metrics.json, one per
 seed); smoke runs never appear. Each paper's `paper_results.CLAIMS` names the numbers the
-paper reports and where ours sit in metrics.json. Without --check the table is rewritten; with it the
+paper reports and where ours sit in metrics.json. "hardware" is what trained the runs and "commit" every
+commit that trained or evaluated them (metrics.json's "training" segments, written by the training loop;
+a run without that record shows its evaluation's). Without --check the table is rewritten; with it the
 command exits 1 if the committed table differs from what the metrics files give.
 """
 from __future__ import annotations
@@ -62,6 +64,15 @@ def lookup(metrics: dict, key: str, default=None):
     return metrics
 
 
+def trained_on(m: dict, key: str) -> set[str]:
+    """`key` ("hardware" or "commit") of every segment that trained the run (metrics.json's "training"),
+    "unrecorded" for steps saved before segments were recorded; the evaluation's own where there is no record."""
+    segments = m.get("training")
+    if not segments:
+        return {str(m.get(key, "?"))}
+    return {"unrecorded" if s.get("unrecorded") else str(s.get(key, "?")) for s in segments}
+
+
 def fmt(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
 
@@ -79,8 +90,10 @@ def row(claim: Claim, paper: str, profile: str, found: list[dict]) -> list[str]:
     if values and len(values) < len(used):
         ours += f" (null in {len(used) - len(values)} of {len(used)} runs)"
     join = lambda key: ", ".join(sorted({str(m.get(key, "?")) for m in used}))
-    return head + [ours, str(len(used)), join("steps"), join("hardware"),
-                   ", ".join(sorted({str(m.get("commit", "?"))[:10] for m in used})),
+    hardware = set().union(*(trained_on(m, "hardware") for m in used))  # what trained it
+    commits = set().union(*({str(m.get("commit", "?"))} | trained_on(m, "commit") for m in used))  # trained, evaluated
+    return head + [ours, str(len(used)), join("steps"), ", ".join(sorted(hardware)),
+                   ", ".join(sorted({c[:10] for c in commits})),
                    ", ".join(sorted({str(m.get("date", "?"))[:10] for m in used}))]
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from papers import results
+from common.report import training_summary
 from papers.results import Claim
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,3 +56,21 @@ def test_update_needs_the_markers():
         results.updated("# no table here\n", "| a |")
     text = f"head\n{results.BEGIN}\nold\n{results.END}\ntail\n"
     assert results.updated(text, "new") == f"head\n{results.BEGIN}\nnew\n{results.END}\ntail\n"
+
+
+def test_hardware_and_commit_are_those_that_trained_the_run(tmp_path, monkeypatch):
+    """A run trained on a GPU in two stretches (the first from before the record) and evaluated on a CPU at
+    a later commit: the table names the training hardware, and every commit that trained or evaluated it."""
+    claim = Claim("tetrominoes", "ARI-FG (%)", 98.2, 1.8, 5, "Table 1", "metrics.ari_fg", 100)
+    monkeypatch.setattr(results, "claims", lambda paper: [claim] if paper == "emorl" else [])
+    training = [{"from": 0, "to": 500, "unrecorded": True},
+                {"from": 500, "to": 2000, "hardware": "1x NVIDIA H100", "commit": "1111111111aa", "processes": 1,
+                 "seconds": 600.0, "date": "2026-11-22T10:00:00+00:00"}]
+    _write(tmp_path, "emorl", "tetrominoes-short/seeds/seed0", profile="short", metrics={"ari_fg": 0.9},
+           steps=2000, hardware="CPU (x86_64, 2 threads)", commit="2222222222bb", date="2026-11-23", training=training)
+    short = [r.strip("| ").split(" | ") for r in results.table(tmp_path).splitlines()[2:]][0]
+    assert short[9:11] == ["1x NVIDIA H100, unrecorded", "1111111111, 2222222222, unrecorded"]
+    text = training_summary({0: {"training": training}, 1: {}})
+    assert "steps 0-500: not recorded" in text and "steps 500-2,000: 1x NVIDIA H100, 1 process(es), " \
+        "commit `1111111111aa`, 10.0 min from 2026-11-22T10:00" in text
+    assert "- seed 1: no training record" in text

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,9 @@ from common.config import ConfigError
 from common.hub import CheckpointError
 from common.models import SlotAttentionAutoEncoder, SlotAttentionConfig
 from common.output import ModelOutput
+from common.provenance import provenance
 from common.train import StepSampler, TrainConfig, Trainer, TrainingDiverged, warmup_decay
+from common.train.loop import TrainState
 from common.train.experiment import check_resumable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,6 +179,36 @@ def test_repeated_nonfinite_steps_roll_back_to_last_checkpoint(tmp_path):
     assert trainer.state.step == 8 and trainer.state.rollbacks == 1
     steps = [int(r["step"]) for r in trainer.log.rows()]
     assert steps == list(range(1, 9))  # the rows after the checkpoint were dropped and written again, once
+    assert [(s["from"], s["to"]) for s in trainer.state.segments] == [(0, 4), (4, 8)]  # 5-7 are not in the record
+
+
+def test_checkpoints_record_who_trained_which_steps(tmp_path):
+    """Every checkpoint and training.json list each stretch of training (start or resume to its stop) with
+    the commit and hardware that ran it; an earlier checkpoint lists only what it had trained."""
+    first = _trainer(tmp_path, _tiny_model(), steps=6, save_every=2)
+    first.fit(stop_at=3)
+    resumed = _trainer(tmp_path, _tiny_model(), steps=6, save_every=2)
+    assert resumed.resume() and resumed.state.step == 3
+    resumed.fit()
+    record = json.loads((tmp_path / "training.json").read_text())
+    assert record["step"] == 6 and [(s["from"], s["to"]) for s in record["segments"]] == [(0, 3), (3, 6)]
+    now = provenance()
+    for s in record["segments"]:
+        assert (s["commit"], s["hardware"], s["torch"], s["processes"]) == (now["commit"], now["hardware"],
+                                                                            now["torch"], 1)
+        assert 0 < s["seconds"] < 300
+    assert provenance(tmp_path)["training"] == record["segments"] and "training" not in provenance()
+    earlier = _trainer(tmp_path / "elsewhere", _tiny_model(), steps=6)
+    earlier.load(tmp_path / "checkpoints" / "step_00000004")
+    assert [(s["from"], s["to"]) for s in earlier.state.segments] == [(0, 3), (3, 4)]
+
+
+def test_a_checkpoint_from_before_the_record_says_its_steps_are_unrecorded():
+    state = TrainState()
+    state.load_state_dict({"step": 5468, "nonfinite": 0, "rollbacks": 0})  # a checkpoint without "segments"
+    assert state.segments == [{"from": 0, "to": 5468, "unrecorded": True}]
+    state.load_state_dict({"step": 0, "nonfinite": 0, "rollbacks": 0})
+    assert state.segments == []
 
 
 def test_divergence_without_cure_raises(tmp_path):
@@ -243,7 +276,6 @@ def test_train_then_evaluate_cli(tmp_path):
     out = subprocess.run([sys.executable, "-m", "common.evaluate", "--run", str(tmp_path / "run"), "--n", "20"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    import json
     record = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
     assert record["metrics"]["n_images"] == 20 and -1 <= record["metrics"]["ari_fg"] <= 1
     assert record["profile"] is None and record["steps"] == 8 and record["commit"]
@@ -276,7 +308,6 @@ def test_train_and_evaluate_on_a_saved_dataset(tmp_path):
     ev = subprocess.run([sys.executable, "-m", "common.evaluate", "--run", str(tmp_path / "run"), "--n", "8"],
                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert ev.returncode == 0, ev.stderr
-    import json
     record = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
     assert record["metrics"]["n_images"] == 8 and record["dataset"] == str(data) and record["eval_split"] == "test"
 

@@ -3,7 +3,9 @@
 Data are in-memory uint8 tensors; the batch of step t is a pure function of (seed, t), so resuming
 needs no sampler state. Checkpoints (`accelerator.save_state`: model, optimiser, scheduler, RNG,
 GradScaler, plus `TrainState`) are written atomically under `out/checkpoints/step_XXXXXXXX`, the last
-`keep_last` kept.
+`keep_last` kept. Each checkpoint also records who trained which steps (`TrainState.segments`: commit,
+hardware, processes, wall time of every stretch between a start or resume and the next stop), and
+`out/training.json` holds the record of the newest checkpoint, for the evaluation's provenance.
 
 A step never waits for the device: a non-finite loss or gradient norm makes fused Adam skip the update
 on the device (its `found_inf`), and model-side state such as GECO, kept in model buffers, is updated
@@ -32,6 +34,7 @@ from tqdm.auto import tqdm
 from common.config import at_least
 from common.hub import CheckpointError
 from common.output import ModelOutput
+from common.provenance import provenance
 from common.train.logs import TSVLog
 from common.train.memory import keep_freed_memory
 from common.train.schedules import warmup_decay
@@ -100,17 +103,30 @@ def verify_checkpoint(path: Path, rank: int = 0) -> None:
                               f"would not reproduce the uninterrupted run")
 
 
+TRAINING_RECORD = "training.json"  # in the run folder: the segments of the newest checkpoint
+
+
+def unrecorded(step: int) -> list[dict]:
+    """The segment of a checkpoint saved before segments were recorded: its steps, nothing else known."""
+    return [{"from": 0, "to": step, "unrecorded": True}] if step else []
+
+
 class TrainState:
-    """Loop counters saved in every checkpoint (`register_for_checkpointing`)."""
+    """Loop counters saved in every checkpoint (`register_for_checkpointing`), and `segments`: one dict per
+    stretch of training that reached a checkpoint, {from, to (steps), seconds, processes, commit, hardware,
+    torch, python, date (its start)}, so a run resumed across machines and commits says what trained it."""
 
     def __init__(self):
         self.step, self.nonfinite, self.rollbacks = 0, 0, 0
+        self.segments: list[dict] = []
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "nonfinite": self.nonfinite, "rollbacks": self.rollbacks}
+        return {"step": self.step, "nonfinite": self.nonfinite, "rollbacks": self.rollbacks,
+                "segments": [dict(s) for s in self.segments]}
 
     def load_state_dict(self, state: dict) -> None:
         self.step, self.nonfinite, self.rollbacks = state["step"], state["nonfinite"], state["rollbacks"]
+        self.segments = [dict(s) for s in state.get("segments", unrecorded(self.step))]
 
 
 class StepSampler:
@@ -195,6 +211,7 @@ class Trainer:
         self._streak = torch.zeros((), dtype=torch.long, device=acc.device)  # non-finite steps in a row
         self._skipped = torch.zeros((), dtype=torch.long, device=acc.device)  # since the last sync
         self.log = TSVLog(self.out / "logs" / "train.tsv")
+        self._segment: dict | None = None  # the stretch being trained now (set by fit)
 
     # -- checkpoints ---------------------------------------------------------------------------
     @property
@@ -206,9 +223,25 @@ class Trainer:
             return []
         return sorted(p for p in self.checkpoint_dir.glob("step_*") if p.is_dir())
 
+    def _begin_segment(self) -> None:
+        """Start recording a stretch of training at the current step: at fit's start and after a rollback."""
+        self._segment = {"history": list(self.state.segments), "tic": time.perf_counter(),
+                         "record": {"from": self.state.step, "processes": self.accelerator.num_processes,
+                                    **provenance()}}
+
+    def _record_segment(self) -> None:
+        """The checkpoint about to be saved records the current stretch up to this step."""
+        if self._segment is None:
+            return
+        seconds = round(time.perf_counter() - self._segment["tic"], 1)
+        self.state.segments = self._segment["history"] + [
+            {**self._segment["record"], "to": self.state.step, "seconds": seconds}]
+
     def save(self) -> Path:
-        """save_state into a temporary folder, then rename; prune to the last `keep_last`."""
+        """save_state into a temporary folder, then rename; prune to the last `keep_last`; write the
+        training record (training.json) of this checkpoint."""
         acc = self.accelerator
+        self._record_segment()
         final = self.checkpoint_dir / f"step_{self.state.step:08d}"
         tmp = self.checkpoint_dir / f".tmp_step_{self.state.step:08d}"
         if acc.is_main_process:
@@ -222,6 +255,7 @@ class Trainer:
             tmp.rename(final)
             for old in self.checkpoints()[:-self.config.keep_last]:
                 shutil.rmtree(old)
+            self.write_record()
         acc.wait_for_everyone()
         return final
 
@@ -233,6 +267,12 @@ class Trainer:
             self.accelerator.load_state(str(path))
         except Exception as err:
             raise CheckpointError(f"{path}: cannot restore training state ({type(err).__name__}: {err})") from err
+
+    def write_record(self) -> None:
+        """out/training.json: the steps trained and the segments of the state saved last (atomic)."""
+        tmp = self.out / f".{TRAINING_RECORD}.tmp"
+        tmp.write_text(json.dumps({"step": self.state.step, "segments": self.state.segments}, indent=1))
+        tmp.replace(self.out / TRAINING_RECORD)
 
     def resume(self) -> bool:
         """Load the newest checkpoint if any; drop log rows written after it."""
@@ -309,6 +349,7 @@ class Trainer:
         self.load(found[-1])
         self.state.rollbacks, self.state.nonfinite = rollbacks, 0
         self._streak.zero_()
+        self._begin_segment()  # the steps after the checkpoint are not in the record
         if self.accelerator.is_main_process:
             self.log.truncate_after(self.state.step)  # the steps after it are trained again
         log.warning("rolled back to %s", found[-1].name)
@@ -337,6 +378,7 @@ class Trainer:
                    dynamic_ncols=True)
         self._streak.fill_(self.state.nonfinite)
         unwrapped, tic, start = acc.unwrap_model(self.model), time.perf_counter(), self.state.step
+        self._begin_segment()
         while self.state.step < end:
             out, ok = self.train_step(self.batch(self.state.step))
             self._count(ok)

@@ -216,7 +216,7 @@ def evaluate(stage: Stage) -> Path:
                          "quantity at every I; kl_objective: the loss's KL term (the sum over the L layers "
                          "at I = 0, the refinement term at I >= 1), as the official evaluation reports it",
         **disentanglement(lambda z: model.decode_image(z.to(device_of(model))).cpu(), data, meta, main, cfg),
-        **provenance(),
+        **provenance(trained.run_dir),
     }
     if cfg.ari_upsample:
         record["ari_fg_upsampled_definition"] = (

@@ -209,5 +209,5 @@ def evaluate(stage: Stage) -> Path:
     masks, means = its["masks"][-1].cpu(), its["means"][-1].cpu()
     save_decomposition(figures / "decomposition.png", images, (masks * means).sum(1), masks, means)
     out = stage.seed_dir / "metrics.json"
-    out.write_text(json.dumps(record | provenance(), indent=2))
+    out.write_text(json.dumps(record | provenance(stage.run_dir), indent=2))
     return out

@@ -302,7 +302,7 @@ def evaluate(stage: Stage) -> Path:
         metrics.update(generative(stage, svq, cfg, runs_beside(stage), generator, out, figures))
     record = {"metrics": metrics, "figures": figures, "model": exp.model, "profile": stage.profile,
               "steps": exp.train.steps, "seed": stage.seed, "eval": vars(cfg),
-              "dataset": exp.data.path or exp.data.name, **provenance()}
+              "dataset": exp.data.path or exp.data.name, **provenance(stage.run_dir)}
     (out / "metrics.json").write_text(json.dumps(record, indent=2))
     return out / "metrics.json"
 
@@ -325,7 +325,7 @@ def evaluate_downstream(stage: Stage) -> Path:
     metrics = {"metrics": {"downstream": record["results"]}, "split": record["split"], "task": c.task,
                "figures": {"learning_curves": "learning_curves.png"}, "downstream_config": vars(c),
                "model": exp.model, "profile": stage.profile, "steps": exp.train.steps, "seed": stage.seed,
-               "dataset": exp.data.path or exp.data.name, **provenance()}
+               "dataset": exp.data.path or exp.data.name, **provenance(stage.run_dir)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return out / "metrics.json"
 
