@@ -1,7 +1,10 @@
-"""python -m common.evaluate --run DIR: ARI-FG and MSE of a trained model on held-out scenes.
+"""python -m common.evaluate --run DIR [--checkpoint STEP|latest]: ARI-FG and MSE of a trained model on
+held-out scenes.
 
 Relies only on the `ModelOutput` contract, so every model evaluates the same way. Writes
 `metrics.json` (default folder DIR/eval) (with profile, steps, seed, hardware, commit) and a decomposition figure.
+`--checkpoint` evaluates a training checkpoint instead of the final model (into DIR/eval/step_XXXXXXXX): a
+progress check of an unfinished run, never a result of record.
 """
 from __future__ import annotations
 
@@ -12,13 +15,14 @@ from pathlib import Path
 
 import torch
 import yaml
+from safetensors.torch import load_file
 
 from common.config import ConfigError, from_dict
 from common.hub import CheckpointError
 from common.metrics import ari_fg, mse
 from common.provenance import provenance
-from common.train.experiment import ExperimentConfig, load_scenes, model_class
-from common.train.loop import to_float_images
+from common.train.experiment import ExperimentConfig, build_model, load_scenes, model_class
+from common.train.loop import to_float_images, verify_checkpoint
 from common.viz import save_decomposition
 
 
@@ -32,12 +36,31 @@ def device_of(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def load_run(run: Path):
+def run_config(run: Path) -> ExperimentConfig:
     config_path = run / "config.yaml"
     if not config_path.is_file():
         raise CheckpointError(f"{run}: no config.yaml; is this a training run directory?")
-    exp = from_dict(ExperimentConfig, yaml.safe_load(config_path.read_text()))
+    return from_dict(ExperimentConfig, yaml.safe_load(config_path.read_text()))
+
+
+def load_run(run: Path):
+    exp = run_config(run)
     return exp, model_class(exp.model).from_pretrained(run / "model")
+
+
+def load_checkpoint(run: Path, step: int | None = None):
+    """(exp, model, step) of the training checkpoint of `run` at `step` (None: the newest), its files checked
+    against their SHA-256: to follow an unfinished run."""
+    exp = run_config(run)
+    found = {int(p.name[5:]): p for p in (run / "checkpoints").glob("step_*") if p.is_dir()}
+    if not found or (step is not None and step not in found):
+        raise CheckpointError(f"{run}: no checkpoint at step {step if found else 'any'} (saved: "
+                              f"{', '.join(map(str, sorted(found))) or 'none'})")
+    step = max(found) if step is None else step
+    verify_checkpoint(found[step])
+    model = build_model(exp)
+    model.load_state_dict(load_file(found[step] / "model.safetensors"), strict=True)
+    return exp, model, step
 
 
 @torch.no_grad()
@@ -59,26 +82,41 @@ def evaluate(model, data: dict, background: tuple[int, ...] = (0,), batch_size: 
             "n_images": int(len(ari))}, first
 
 
+def parse_step(text: str) -> int:
+    if not text.isdigit():
+        raise ConfigError(f"--checkpoint takes a step number or 'latest', got {text!r}")
+    return int(text)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m common.evaluate", description=__doc__)
     p.add_argument("--run", type=Path, required=True)
     p.add_argument("--n", type=int, default=320, help="held-out images (EMORL/GENESIS: 320)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/eval)")
+    p.add_argument("--checkpoint", default=None, metavar="STEP|latest",
+                   help="evaluate this training checkpoint (progress of an unfinished run) instead of RUN/model")
     args = p.parse_args(argv)
     try:
-        exp, model = load_run(args.run)
+        if args.checkpoint is None:
+            (exp, model), step = load_run(args.run), None
+        else:
+            exp, model, step = load_checkpoint(args.run, None if args.checkpoint == "latest" else
+                                               parse_step(args.checkpoint))
     except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     model = model.to(eval_device()).eval()
     meta, data = load_scenes(exp.data, exp.data.eval_split, args.n)
     metrics, (images, out) = evaluate(model, data, meta.background_ids, seed=args.seed)
-    steps = exp.train.steps
-    record = {"metrics": metrics, "model": exp.model, "profile": exp.profile, "steps": steps,
+    record = {"metrics": metrics, "model": exp.model, "profile": exp.profile, "steps": exp.train.steps if step is None else step,
               "seed": exp.train.seed, "eval_seed": args.seed, "dataset": exp.data.path or exp.data.name,
-              "eval_split": exp.data.eval_split, **provenance(args.run)}
-    out_dir = args.out or args.run / "eval"
+              "eval_split": exp.data.eval_split}
+    if step is None:
+        record |= provenance(args.run)
+    else:  # the training record (training.json) is the newest checkpoint's, not necessarily this one's
+        record |= {"checkpoint": step, "of_steps": exp.train.steps, **provenance()}
+    out_dir = args.out or args.run / "eval" / ("" if step is None else f"step_{step:08d}")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(record, indent=2))
     save_decomposition(out_dir / "decomposition.png", images[:8], out.recon[:8].cpu(), out.masks[:8].cpu())

@@ -333,3 +333,22 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
                                        check=True).stdout) for mode in ("default", "keep")}
     assert faults["default"] > 4 * 40_000  # 4 x 200 MB in 4 KiB pages, faulted in each time
     assert faults["keep"] < faults["default"] / 20
+
+
+def test_evaluate_a_checkpoint_of_an_unfinished_run(tmp_path, capsys):
+    """--checkpoint loads exactly the checkpoint's weights (checksums verified), writes its own folder, and
+    says it is a checkpoint of a longer run; a step that was not saved is named with those that were."""
+    from common.evaluate import load_checkpoint, main
+    assert _cli(tmp_path, "--out", str(tmp_path / "run"), "--stop-at", "4").returncode == 0
+    run = tmp_path / "run"
+    exp, model, step = load_checkpoint(run)
+    saved = safetensors.torch.load_file(str(run / "checkpoints" / "step_00000004" / "model.safetensors"))
+    assert step == 4 and all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    assert main(["--run", str(run), "--checkpoint", "latest", "--n", "8"]) == 0
+    record = json.loads((run / "eval" / "step_00000004" / "metrics.json").read_text())
+    assert (record["checkpoint"], record["steps"], record["of_steps"]) == (4, 4, 8) and "training" not in record
+    assert main(["--run", str(run), "--checkpoint", "5"]) == 2
+    assert "no checkpoint at step 5 (saved: 4)" in capsys.readouterr().err
+    (run / "checkpoints" / "step_00000004" / "model.safetensors").write_bytes(b"changed")
+    assert main(["--run", str(run), "--checkpoint", "4"]) == 2
+    assert "SHA-256 mismatch" in capsys.readouterr().err
