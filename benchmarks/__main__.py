@@ -7,7 +7,8 @@ import inspect
 import sys
 
 BENCHMARKS = ["generators", "generators3d", "readers", "train_step", "paper_steps", "emorl_step", "emorl_efficiency",
-              "genesis_step", "sri_step", "lom_step", "svq_step", "svq_baselines", "iodine_vs_emorl", "compile_steps"]
+              "genesis_step", "sri_step", "lom_step", "svq_step", "svq_baselines", "svq_sampling", "iodine_vs_emorl",
+              "compile_steps"]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -167,6 +167,28 @@ def test_the_prior_samples_codes_of_their_own_block_and_the_same_codes_for_the_s
     assert torch.equal(top1, prior.sample(3, top_k=1, generator=torch.Generator().manual_seed(9)))  # greedy
 
 
+@pytest.mark.parametrize("block_vocab", [True, False])
+def test_the_prior_samples_with_cached_keys_exactly_what_recomputing_every_prefix_samples(block_vocab):
+    """sample() runs one position at a time against cached keys and values (`encoder_layer_step`): its logits
+    are the full causal forward's at every position, and with one generator it draws the same codes as
+    `cache=False` (the whole prefix through nn.TransformerEncoder at every step)."""
+    torch.manual_seed(0)
+    prior = SemanticPrior(PriorConfig(num_slots=3, blocks=4, codebook_size=8, d_model=32, layers=2, heads=2, ffn=64,
+                                      block_vocab=block_vocab)).eval()
+    with torch.no_grad():
+        prior.head.weight.mul_(10)  # sharper than at init: a wrong cache shows in the draws
+        inputs = torch.cat([torch.full((4, 1), prior.config.vocab), prior.to_tokens(torch.randint(0, 8, (4, 3, 4)))[:, :-1]], 1)
+        full, caches = prior.logits(inputs), [{} for _ in prior.transformer.layers]
+        stepped = torch.stack([prior.next_logits(inputs[:, t:t + 1], t, caches) for t in range(12)], 1)  # [4,12,V]
+    torch.testing.assert_close(stepped, full, rtol=1e-5, atol=1e-5)
+
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    drawn = prior.sample(64, generator=g())
+    assert torch.equal(drawn, prior.sample(64, generator=g(), cache=False)) and len(drawn.unique()) == 8
+    with pytest.raises(ValueError, match="eval mode"):
+        prior.train().next_logits(inputs[:, :1], 0, [{} for _ in prior.transformer.layers])
+
+
 def test_prior_loss_is_the_summed_cross_entropy_per_scene():
     torch.manual_seed(0)
     prior = SemanticPrior(PriorConfig(num_slots=2, blocks=2, codebook_size=4, d_model=16, layers=1, heads=2,

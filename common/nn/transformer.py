@@ -1,5 +1,6 @@
 """Pre-LayerNorm transformer blocks on `F.scaled_dot_product_attention` (causal or not), with an optional
-key/value cache for autoregressive decoding one position at a time."""
+key/value cache for autoregressive decoding one position at a time; `encoder_layer_step`, the same cache for
+PyTorch's own `nn.TransformerEncoderLayer` (post-LN, as SVQ's prior)."""
 from __future__ import annotations
 
 import torch
@@ -72,3 +73,21 @@ class TransformerBlock(nn.Module):
             cross = None if cache is None else cache.setdefault("cross", {})
             x = x + self.cross(self.norm_cross(x), memory, cache=cross)
         return x + self.mlp(self.norm2(x))
+
+
+def encoder_layer_step(layer: nn.TransformerEncoderLayer, x: Tensor, cache: dict) -> Tensor:
+    """One new position x [B,1,D] through a causal, batch-first, post-LN `nn.TransformerEncoderLayer` in eval
+    mode (no dropout), attending to the keys and values of the earlier positions in `cache` (a dict, empty
+    at the first position, extended in place) and itself: the layer's output at that position [B,1,D], as the
+    full causal forward gives it."""
+    if layer.norm_first or not layer.self_attn.batch_first or layer.training:
+        raise ValueError("encoder_layer_step takes a batch-first post-LN nn.TransformerEncoderLayer in eval mode")
+    attn, (b, _, d) = layer.self_attn, x.shape
+    split = lambda y: y.view(b, 1, attn.num_heads, d // attn.num_heads).transpose(1, 2)  # noqa: E731  [B,h,1,d/h]
+    q, k, v = map(split, F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, -1))
+    if "k" in cache:
+        k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)  # [B,h,T,d/h]
+    cache.update(k=k, v=v)
+    y = attn.out_proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, 1, d))  # [B,1,D]
+    x = layer.norm1(x + y)
+    return layer.norm2(x + layer.linear2(layer.activation(layer.linear1(x))))

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from common.hub import HubModel
+from common.nn.transformer import encoder_layer_step
 from common.output import ModelOutput
 from papers.svq.model import CITATION
 
@@ -93,14 +94,29 @@ class SemanticPrior(HubModel):
         empty = codes.new_zeros(0).float()
         return ModelOutput(loss=ce, recon=empty, masks=empty, slots=empty, logs={"ce": ce.detach()})
 
+    def next_logits(self, token: Tensor, t: int, caches: list[dict]) -> Tensor:
+        """Logits [B,V] of position t from its input token [B,1] (BOS at t = 0), the earlier positions' keys
+        and values in `caches` (one dict per layer, extended in place): `logits(inputs)[:, t]` in eval mode."""
+        c = self.config
+        x = self.embed(token) * math.sqrt(c.d_model) + self.position[:, t:t + 1]  # [B,1,d]
+        for layer, cache in zip(self.transformer.layers, caches):
+            x = encoder_layer_step(layer, x, cache)
+        logits = self.head(x[:, 0])  # [B,V]
+        return logits.masked_fill(~self.allowed[t], float("-inf")) if c.block_vocab else logits
+
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, top_k: int | None = None,
-               generator: torch.Generator | None = None) -> Tensor:
-        """n scenes of codes [n,N,M] by ancestral sampling, logits / temperature, optionally the top k only."""
+               generator: torch.Generator | None = None, cache: bool = True) -> Tensor:
+        """n scenes of codes [n,N,M] by ancestral sampling, logits / temperature, optionally the top k only.
+        With `cache`, in eval mode, each position runs alone against cached keys and values (`next_logits`: N M
+        positions' work instead of (N M)^2 / 2; the same draws, tested); otherwise (or in training mode, with
+        dropout) the whole prefix runs again at every position."""
         device = self.position.device
         seq = torch.full((n, 1), self.config.vocab, dtype=torch.long, device=device)
-        for _ in range(self.config.length):
-            logits = self.logits(seq)[:, -1].float() / temperature  # [n,V]
+        caches = [{} for _ in self.transformer.layers] if cache and not self.training else None
+        for t in range(self.config.length):
+            logits = self.logits(seq)[:, -1] if caches is None else self.next_logits(seq[:, -1:], t, caches)
+            logits = logits.float() / temperature  # [n,V]
             if top_k is not None:
                 kth = logits.topk(top_k, dim=-1).values[:, -1:]
                 logits = logits.masked_fill(logits < kth, float("-inf"))
