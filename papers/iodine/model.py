@@ -35,7 +35,7 @@ class IODINEConfig:
     latent_dim: int = 32
     iterations: int = 5  # T refinement updates (T + 1 decodes)
     sigma: float = 0.1  # sigma_x of Eq. 1
-    decoder_channels: tuple[int, ...] = (32, 32, 32, 32, 4)
+    decoder_channels: tuple[int, ...] = (32, 32, 32, 4)  # App. B.3: 4 convolutional layers
     decoder_kernel: int = 5
     refine_channels: tuple[int, ...] = (32, 32, 32)  # stride-2 convolutions
     refine_kernel: int = 5
