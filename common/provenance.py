@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +40,8 @@ def hardware() -> str:
 
 def provenance(run: Path | None = None) -> dict:
     """Where a number is computed now; with a training `run` folder also `training`, the segments that
-    trained its model (`common.train.loop.TrainState`; absent for a run that predates training.json)."""
+    trained its model (`common.train.loop.TrainState`; absent for a run that predates training.json), and
+    `data_source`, where its training scenes came from."""
     record = {
         "commit": git_commit(),
         "hardware": hardware(),
@@ -47,7 +49,25 @@ def provenance(run: Path | None = None) -> dict:
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    trained = run / "training.json" if run is not None else None
-    if trained is not None and trained.is_file():
-        record["training"] = json.loads(trained.read_text())["segments"]
+    if run is None:
+        return record
+    if (run / "training.json").is_file():
+        record["training"] = json.loads((run / "training.json").read_text())["segments"]
+    source = data_source(run)
+    if source is not None:
+        record["data_source"] = source
     return record
+
+
+def data_source(run: Path) -> str | None:
+    """Where a training run's scenes came from: their meta.json's `source`, a generator (common.data.tetrominoes:
+    our procedural stand-in) or common.data.convert:<release> (a published release); None where unknown."""
+    config = run / "config.yaml"
+    if not config.is_file():
+        return None
+    data = (yaml.safe_load(config.read_text()) or {}).get("data") or {}
+    if not data.get("path"):
+        return f"generated: {data.get('name')}"  # generated in memory by the training command
+    folder = Path(data["path"]) if Path(data["path"]).is_absolute() else ROOT / data["path"]
+    meta = folder / "meta.json"
+    return json.loads(meta.read_text()).get("source") if meta.is_file() else None

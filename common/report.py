@@ -30,6 +30,7 @@ def training_summary(runs: dict[int, dict]) -> str:
     lines = []
     for seed, m in runs.items():
         segments = m.get("training")
-        lines += [f"- seed {seed}: " + ("; ".join(map(segment_text, segments)) if segments
-                                       else "no training record (the run predates it)")]
+        data = f" (scenes: {m['data_source']})" if m.get("data_source") else ""
+        lines += [f"- seed {seed}{data}: " + ("; ".join(map(segment_text, segments)) if segments
+                                              else "no training record (the run predates it)")]
     return "Training, stretch by stretch (each start or resume to its next stop):\n\n" + "\n".join(lines)

@@ -5,7 +5,9 @@ One table across papers, datasets and profiles, generated from the committed `me
 seed); smoke runs never appear. Each paper's `paper_results.CLAIMS` names the numbers the
 paper reports and where ours sit in metrics.json. "hardware" is what trained the runs and "commit" every
 commit that trained or evaluated them (metrics.json's "training" segments, written by the training loop;
-a run without that record shows its evaluation's). Without --check the table is rewritten; with it the
+a run without that record shows its evaluation's); "data" says whether ours trained and were measured on
+procedurally generated stand-ins or on a converted published release (the papers' numbers are on the
+latter). Without --check the table is rewritten; with it the
 command exits 1 if the committed table differs from what the metrics files give.
 """
 from __future__ import annotations
@@ -73,6 +75,12 @@ def trained_on(m: dict, key: str) -> set[str]:
     return {"unrecorded" if s.get("unrecorded") else str(s.get(key, "?")) for s in segments}
 
 
+def data_kind(m: dict) -> str:
+    """"published" for a converted release (common.data.convert), "generated" for a procedural stand-in."""
+    source = m.get("data_source")
+    return "?" if source is None else "published" if source.startswith("common.data.convert") else "generated"
+
+
 def fmt(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
 
@@ -83,7 +91,7 @@ def row(claim: Claim, paper: str, profile: str, found: list[dict]) -> list[str]:
     head = [paper, claim.dataset, claim.metric, claim.source, f"{fmt(claim.paper)}{spread}{seeds}", profile]
     used = [m for m in found if lookup(m, claim.key, ABSENT) is not ABSENT]
     if not used:
-        return head + ["not yet run", "—", "—", "—", "—", "—"]
+        return head + ["not yet run", "—", "—", "—", "—", "—", "—"]
     values = [v * claim.scale for v in (lookup(m, claim.key) for m in used) if v is not None]
     ours = fmt(float(np.mean(values))) + (f" ± {fmt(float(np.std(values)))}" if len(values) > 1 else "") \
         if values else "null in every run"
@@ -94,12 +102,13 @@ def row(claim: Claim, paper: str, profile: str, found: list[dict]) -> list[str]:
     commits = set().union(*({str(m.get("commit", "?"))} | trained_on(m, "commit") for m in used))  # trained, evaluated
     return head + [ours, str(len(used)), join("steps"), ", ".join(sorted(hardware)),
                    ", ".join(sorted({c[:10] for c in commits})),
-                   ", ".join(sorted({str(m.get("date", "?"))[:10] for m in used}))]
+                   ", ".join(sorted({str(m.get("date", "?"))[:10] for m in used})),
+                   ", ".join(sorted({data_kind(m) for m in used}))]
 
 
 def table(root: Path = ROOT) -> str:
     lines = ["| paper | dataset | metric | where | paper value | profile | ours (mean ± std over seeds) | seeds "
-             "| steps | hardware | commit | date |", "|" + " --- |" * 12]
+             "| steps | hardware | commit | date | data |", "|" + " --- |" * 13]
     for paper in PAPERS:
         for claim in claims(paper):
             for profile in PROFILES:

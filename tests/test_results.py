@@ -67,10 +67,14 @@ def test_hardware_and_commit_are_those_that_trained_the_run(tmp_path, monkeypatc
                 {"from": 500, "to": 2000, "hardware": "1x NVIDIA H100", "commit": "1111111111aa", "processes": 1,
                  "seconds": 600.0, "date": "2026-11-22T10:00:00+00:00"}]
     _write(tmp_path, "emorl", "tetrominoes-short/seeds/seed0", profile="short", metrics={"ari_fg": 0.9},
-           steps=2000, hardware="CPU (x86_64, 2 threads)", commit="2222222222bb", date="2026-11-23", training=training)
-    short = [r.strip("| ").split(" | ") for r in results.table(tmp_path).splitlines()[2:]][0]
+           steps=2000, hardware="CPU (x86_64, 2 threads)", commit="2222222222bb", date="2026-11-23", training=training,
+           data_source="common.data.tetrominoes")
+    _write(tmp_path, "emorl", "tetrominoes-paper/seeds/seed0", profile="paper", metrics={"ari_fg": 0.9},
+           data_source="common.data.convert:multi_object_datasets")
+    short, paper = [r.strip("| ").split(" | ") for r in results.table(tmp_path).splitlines()[2:]]
     assert short[9:11] == ["1x NVIDIA H100, unrecorded", "1111111111, 2222222222, unrecorded"]
-    text = training_summary({0: {"training": training}, 1: {}})
-    assert "steps 0-500: not recorded" in text and "steps 500-2,000: 1x NVIDIA H100, 1 process(es), " \
+    assert short[12] == "generated" and paper[12] == "published"  # the papers' numbers are on published data
+    text = training_summary({0: {"training": training, "data_source": "common.data.tetrominoes"}, 1: {}})
+    assert "- seed 0 (scenes: common.data.tetrominoes): steps 0-500: not recorded" in text and "steps 500-2,000: 1x NVIDIA H100, 1 process(es), " \
         "commit `1111111111aa`, 10.0 min from 2026-11-22T10:00" in text
     assert "- seed 1: no training record" in text

@@ -279,6 +279,7 @@ def test_train_then_evaluate_cli(tmp_path):
     record = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
     assert record["metrics"]["n_images"] == 20 and -1 <= record["metrics"]["ari_fg"] <= 1
     assert record["profile"] is None and record["steps"] == 8 and record["commit"]
+    assert record["data_source"] == "generated: toy_shapes"  # generated in memory by the training command
     assert (tmp_path / "run" / "eval" / "decomposition.png").is_file()
     missing = subprocess.run([sys.executable, "-m", "common.evaluate", "--run", str(tmp_path / "nope")],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -310,6 +311,11 @@ def test_train_and_evaluate_on_a_saved_dataset(tmp_path):
     assert ev.returncode == 0, ev.stderr
     record = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
     assert record["metrics"]["n_images"] == 8 and record["dataset"] == str(data) and record["eval_split"] == "test"
+    assert record["data_source"] == "common.data.tetrominoes"  # the saved scenes' meta.json: a generator's
+    assert [(s["from"], s["to"]) for s in record["training"]] == [(0, 2)]
+    meta = json.loads((data / "meta.json").read_text())
+    (data / "meta.json").write_text(json.dumps({**meta, "source": "common.data.convert:multi_object_datasets"}))
+    assert provenance(tmp_path / "run")["data_source"] == "common.data.convert:multi_object_datasets"
 
 
 def test_keep_freed_memory_stops_refaulting_large_activations():
