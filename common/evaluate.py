@@ -109,9 +109,9 @@ def main(argv=None) -> int:
     model = model.to(eval_device()).eval()
     meta, data = load_scenes(exp.data, exp.data.eval_split, args.n)
     metrics, (images, out) = evaluate(model, data, meta.background_ids, seed=args.seed)
-    record = {"metrics": metrics, "model": exp.model, "profile": exp.profile, "steps": exp.train.steps if step is None else step,
-              "seed": exp.train.seed, "eval_seed": args.seed, "dataset": exp.data.path or exp.data.name,
-              "eval_split": exp.data.eval_split}
+    record = {"metrics": metrics, "model": exp.model, "profile": exp.profile,
+              "steps": exp.train.steps if step is None else step, "seed": exp.train.seed, "eval_seed": args.seed,
+              "dataset": exp.data.path or exp.data.name, "eval_split": exp.data.eval_split}
     if step is None:
         record |= provenance(args.run)
     else:  # the training record (training.json) is the newest checkpoint's, not necessarily this one's

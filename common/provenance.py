@@ -11,6 +11,7 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+TRAINING_RECORD = "training.json"  # in a run folder: the training segments of its newest checkpoint
 
 
 def code_changes(porcelain: str) -> list[str]:
@@ -51,8 +52,8 @@ def provenance(run: Path | None = None) -> dict:
     }
     if run is None:
         return record
-    if (run / "training.json").is_file():
-        record["training"] = json.loads((run / "training.json").read_text())["segments"]
+    if (run / TRAINING_RECORD).is_file():
+        record["training"] = json.loads((run / TRAINING_RECORD).read_text())["segments"]
     source = data_source(run)
     if source is not None:
         record["data_source"] = source

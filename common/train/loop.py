@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from common.config import at_least
 from common.hub import CheckpointError
 from common.output import ModelOutput
-from common.provenance import provenance
+from common.provenance import TRAINING_RECORD, provenance
 from common.train.logs import TSVLog
 from common.train.memory import keep_freed_memory
 from common.train.schedules import warmup_decay
@@ -101,9 +101,6 @@ def verify_checkpoint(path: Path, rank: int = 0) -> None:
     if f"random_states_{rank}.pkl" not in expected:
         raise CheckpointError(f"{path}: no RNG state for process {rank} (random_states_{rank}.pkl); resuming "
                               f"would not reproduce the uninterrupted run")
-
-
-TRAINING_RECORD = "training.json"  # in the run folder: the segments of the newest checkpoint
 
 
 def unrecorded(step: int) -> list[dict]:
