@@ -76,5 +76,6 @@ def test_hardware_and_commit_are_those_that_trained_the_run(tmp_path, monkeypatc
     assert short[12] == "generated" and paper[12] == "published"  # the papers' numbers are on published data
     text = training_summary({0: {"training": training, "data_source": "common.data.tetrominoes"}, 1: {}})
     assert "- seed 0 (scenes: common.data.tetrominoes): steps 0-500: not recorded" in text
-    assert "steps 500-2,000: 1x NVIDIA H100, 1 process(es), commit `1111111111aa`, 10.0 min from 2026-11-22T10:00" in text
+    assert ("steps 500-2,000: 1x NVIDIA H100, 1 process(es), commit `1111111111aa`, 10.0 min from "
+            "2026-11-22T10:00") in text
     assert "- seed 1: no training record" in text
