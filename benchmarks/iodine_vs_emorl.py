@@ -1,6 +1,7 @@
 """IODINE vs EfficientMORL, both ours, same machine, same run (EMORL §4.4, Fig. 10): forward and
-forward+backward seconds per call at 64/96/128 px, batch 4, CLEVR architectures (IODINE K=7, T=5, with the
-released code's five decoder convolutions, the IODINE EMORL compared with; EMORL K=7, I = 0, 1, 3), peak memory of forward+backward, and the speed-up ratios beside EMORL's claims
+forward+backward seconds per call at 64/96/128 px, batch 4, CLEVR architectures (IODINE K=7, T=5, with
+the released code's five decoder convolutions, the IODINE EMORL compared with; EMORL K=7, I = 0, 1, 3),
+peak memory of forward+backward, and the speed-up ratios beside EMORL's claims
 (10x faster forward at I=0, 6x faster forward+backward)."""
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ seconds per batch of scenes and the ratio cached / full.
 from __future__ import annotations
 
 import statistics
+from functools import partial
 
 import torch
 
@@ -20,6 +21,10 @@ PRIORS = {"semantic prior, 4 x 16 codes of 128": PriorConfig(num_slots=4, blocks
           "dVAE prior, 256 tokens of 4096": PriorConfig(num_slots=256, blocks=1, codebook_size=4096)}
 
 
+def draw(prior: SemanticPrior, n: int, device: str, cache: bool) -> torch.Tensor:
+    return prior.sample(n, generator=torch.Generator(device).manual_seed(0), cache=cache)  # [n,N,M]
+
+
 def main(n: int | None = None, repeats: int = 3, warmup: int = 1) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     n = n or (256 if device == "cuda" else 4)
@@ -28,9 +33,8 @@ def main(n: int | None = None, repeats: int = 3, warmup: int = 1) -> None:
     for name, config in PRIORS.items():
         torch.manual_seed(0)
         prior = SemanticPrior(config).to(device).eval()
-        draw = lambda cache: lambda: prior.sample(n, generator=torch.Generator(device).manual_seed(0),  # noqa: E731
-                                                  cache=cache)
-        times = alternating_seconds({"cached": draw(True), "full prefix": draw(False)}, repeats, warmup)
+        draws = {"cached": partial(draw, prior, n, device, True), "full prefix": partial(draw, prior, n, device, False)}
+        times = alternating_seconds(draws, repeats, warmup)
         cached, full = (statistics.median(times[k]) for k in ("cached", "full prefix"))
         rows.append({"prior": name, "cached s": cached, "full prefix s": full, "cached / full": cached / full})
     print(table(rows))

@@ -2,7 +2,8 @@
 held-out scenes.
 
 Relies only on the `ModelOutput` contract, so every model evaluates the same way. Writes
-`metrics.json` (default folder DIR/eval) (with profile, steps, seed, hardware, commit) and a decomposition figure.
+`metrics.json` (default folder DIR/eval; with profile, steps, seed, hardware, commit, the training record and
+the scenes' source: `common.provenance`) and a decomposition figure.
 `--checkpoint` evaluates a training checkpoint instead of the final model (into DIR/eval/step_XXXXXXXX): a
 progress check of an unfinished run, never a result of record.
 """
@@ -16,13 +17,14 @@ from pathlib import Path
 import torch
 import yaml
 from safetensors.torch import load_file
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from common.config import ConfigError, from_dict
 from common.hub import CheckpointError
 from common.metrics import ari_fg, mse
 from common.provenance import provenance
 from common.train.experiment import ExperimentConfig, build_model, load_scenes, model_class
-from common.train.loop import to_float_images, verify_checkpoint
+from common.train.loop import checkpoint_folders, to_float_images, verify_checkpoint
 from common.viz import save_decomposition
 
 
@@ -49,18 +51,22 @@ def load_run(run: Path):
 
 
 def load_checkpoint(run: Path, step: int | None = None):
-    """(exp, model, step) of the training checkpoint of `run` at `step` (None: the newest), its files checked
+    """(exp, model, folder) of the training checkpoint of `run` at `step` (None: the newest), its files checked
     against their SHA-256: to follow an unfinished run."""
     exp = run_config(run)
-    found = {int(p.name[5:]): p for p in (run / "checkpoints").glob("step_*") if p.is_dir()}
+    found = checkpoint_folders(run / "checkpoints")
     if not found or (step is not None and step not in found):
         raise CheckpointError(f"{run}: no checkpoint at step {step if found else 'any'} (saved: "
                               f"{', '.join(map(str, sorted(found))) or 'none'})")
-    step = max(found) if step is None else step
-    verify_checkpoint(found[step])
-    model = build_model(exp)
-    model.load_state_dict(load_file(found[step] / "model.safetensors"), strict=True)
-    return exp, model, step
+    folder = found[max(found) if step is None else step]
+    verify_checkpoint(folder)
+    model, state = build_model(exp), load_file(folder / "model.safetensors")
+    consume_prefix_in_state_dict_if_present(state, "module.")  # saved from a DistributedDataParallel wrapper
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{folder}: its weights do not fit the run's config.yaml ({err})") from err
+    return exp, model, folder
 
 
 @torch.no_grad()
@@ -101,8 +107,9 @@ def main(argv=None) -> int:
         if args.checkpoint is None:
             (exp, model), step = load_run(args.run), None
         else:
-            exp, model, step = load_checkpoint(args.run, None if args.checkpoint == "latest" else
-                                               parse_step(args.checkpoint))
+            exp, model, checkpoint = load_checkpoint(args.run, None if args.checkpoint == "latest" else
+                                                     parse_step(args.checkpoint))
+            step = int(checkpoint.name[5:])
     except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -114,8 +121,8 @@ def main(argv=None) -> int:
               "dataset": exp.data.path or exp.data.name, "eval_split": exp.data.eval_split}
     if step is None:
         record |= provenance(args.run)
-    else:  # the training record (training.json) is the newest checkpoint's, not necessarily this one's
-        record |= {"checkpoint": step, "of_steps": exp.train.steps, **provenance()}
+    else:
+        record |= {"checkpoint": step, "of_steps": exp.train.steps, **provenance(args.run, checkpoint)}
     out_dir = args.out or args.run / "eval" / ("" if step is None else f"step_{step:08d}")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(record, indent=2))

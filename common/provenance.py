@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINING_RECORD = "training.json"  # in a run folder: the training segments of its newest checkpoint
@@ -39,10 +38,11 @@ def hardware() -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def provenance(run: Path | None = None) -> dict:
-    """Where a number is computed now; with a training `run` folder also `training`, the segments that
-    trained its model (`common.train.loop.TrainState`; absent for a run that predates training.json), and
-    `data_source`, where its training scenes came from."""
+def provenance(run: Path | None = None, weights: Path | None = None) -> dict:
+    """Where a number is computed now; with a training `run` folder also `training`, the segments that trained
+    the weights evaluated (`weights`: run/model, or a checkpoint folder; `common.train.loop.TrainState`), and
+    `data_source`, where the run's training scenes came from (run/data.json); each absent where the run
+    predates it."""
     record = {
         "commit": git_commit(),
         "hardware": hardware(),
@@ -52,23 +52,17 @@ def provenance(run: Path | None = None) -> dict:
     }
     if run is None:
         return record
-    if (run / TRAINING_RECORD).is_file():
-        record["training"] = json.loads((run / TRAINING_RECORD).read_text())["segments"]
-    source = data_source(run)
+    segments = training_record(weights or run / "model")
+    if segments is not None:
+        record["training"] = segments
+    data = run / "data.json"
+    source = json.loads(data.read_text()).get("source") if data.is_file() else None
     if source is not None:
         record["data_source"] = source
     return record
 
 
-def data_source(run: Path) -> str | None:
-    """Where a training run's scenes came from: their meta.json's `source`, a generator (common.data.tetrominoes:
-    our procedural stand-in) or common.data.convert:<release> (a published release); None where unknown."""
-    config = run / "config.yaml"
-    if not config.is_file():
-        return None
-    data = (yaml.safe_load(config.read_text()) or {}).get("data") or {}
-    if not data.get("path"):
-        return f"generated: {data.get('name')}"  # generated in memory by the training command
-    folder = Path(data["path"]) if Path(data["path"]).is_absolute() else ROOT / data["path"]
-    meta = folder / "meta.json"
-    return json.loads(meta.read_text()).get("source") if meta.is_file() else None
+def training_record(weights: Path) -> list[dict] | None:
+    """The training segments saved beside a model's weights (its training.json), None where there are none."""
+    path = weights / TRAINING_RECORD
+    return json.loads(path.read_text())["segments"] if path.is_file() else None

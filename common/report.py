@@ -17,11 +17,16 @@ def seed_metrics(report_dir: Path, seeds: list[int] | None = None) -> dict[int, 
     return {k: json.loads(found[k].read_text()) for k in sorted(seeds or found)}
 
 
+def short_commit(commit: str, n: int = 12) -> str:
+    """The first n characters of a commit, keeping git_commit's "-dirty" (a tree that differed from it)."""
+    return commit[:n] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
 def segment_text(s: dict) -> str:
-    steps = f"steps {s['from']:,}-{s['to']:,}"
+    steps = (f"{s['run']} " if "run" in s else "") + f"steps {s['from']:,}-{s['to']:,}"  # run: another run read
     if s.get("unrecorded"):
         return f"{steps}: not recorded (checkpointed before the training record existed)"
-    return (f"{steps}: {s['hardware']}, {s['processes']} process(es), commit `{s['commit'][:12]}`, "
+    return (f"{steps}: {s['hardware']}, {s['processes']} process(es), commit `{short_commit(s['commit'])}`, "
             f"{s['seconds'] / 60:.1f} min from {s['date'][:16]}")
 
 

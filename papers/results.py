@@ -5,9 +5,8 @@ One table across papers, datasets and profiles, generated from the committed `me
 seed); smoke runs never appear. Each paper's `paper_results.CLAIMS` names the numbers the
 paper reports and where ours sit in metrics.json. "hardware" is what trained the runs and "commit" every
 commit that trained or evaluated them (metrics.json's "training" segments, written by the training loop;
-a run without that record shows its evaluation's); "data" says whether ours trained and were measured on
-procedurally generated stand-ins or on a converted published release (the papers' numbers are on the
-latter). Without --check the table is rewritten; with it the
+a run without that record shows its evaluation's); "data" says whether ours trained on procedurally
+generated stand-ins or on a converted published release (the papers' numbers are on the latter). Without --check the table is rewritten; with it the
 command exits 1 if the committed table differs from what the metrics files give.
 """
 from __future__ import annotations
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from common.report import short_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPERS = ("iodine", "emorl", "sri", "lom", "svq")
@@ -101,7 +102,7 @@ def row(claim: Claim, paper: str, profile: str, found: list[dict]) -> list[str]:
     hardware = set().union(*(trained_on(m, "hardware") for m in used))  # what trained it
     commits = set().union(*({str(m.get("commit", "?"))} | trained_on(m, "commit") for m in used))  # trained, evaluated
     return head + [ours, str(len(used)), join("steps"), ", ".join(sorted(hardware)),
-                   ", ".join(sorted({c[:10] for c in commits})),
+                   ", ".join(sorted({short_commit(c, 10) for c in commits})),
                    ", ".join(sorted({str(m.get("date", "?"))[:10] for m in used})),
                    ", ".join(sorted({data_kind(m) for m in used}))]
 

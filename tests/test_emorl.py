@@ -217,7 +217,8 @@ def test_smoke_pipeline_through_the_real_cli(tmp_path):
     assert all((report / "seeds/seed0" / f).is_file()
                for f in ("decomposition.png", "intermediate_posteriors.png", "traversals.png"))
     assert "(seeds/seed0/decomposition.png)" in text and "2 seed(s)" in text
-    assert metrics["data_source"] == "common.data.tetrominoes" and [(t["from"], t["to"]) for t in metrics["training"]] == [(0, 4)]
+    assert metrics["data_source"] == "common.data.tetrominoes"
+    assert [(t["from"], t["to"]) for t in metrics["training"]] == [(0, 4)]
     assert "- seed 0 (scenes: common.data.tetrominoes): steps 0-4: CPU" in text and "- seed 1 (scenes:" in text
     assert "Warning" not in text  # no library warnings in the rendered report
     missing = _pipeline(tmp_path, "report", "--seeds", "0,2")

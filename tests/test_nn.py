@@ -103,3 +103,27 @@ def test_factorised_first_layer_equals_the_plain_convolution(padding, position):
     x = z[:, :, None, None].expand(-1, -1, *dec.broadcast)
     plain = dec.net(dec.position(x))
     torch.testing.assert_close(fast, plain)
+
+
+@pytest.mark.parametrize("activation,bias", [("relu", True), ("gelu", False)])
+def test_encoder_layer_step_is_the_causal_layer_one_position_at_a_time(activation, bias):
+    """PyTorch's post-LN nn.TransformerEncoderLayer (eval mode, causal mask) at every position equals
+    `encoder_layer_step` fed the positions one by one with its key/value cache; it refuses what it cannot do."""
+    from torch import nn
+
+    from common.nn.transformer import encoder_layer_step
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 4, 32, activation=activation, bias=bias, batch_first=True).eval()
+    x = torch.randn(3, 7, 16)  # [B,T,D]
+    mask = nn.Transformer.generate_square_subsequent_mask(7)
+    with torch.no_grad():
+        full = layer(x, src_mask=mask, is_causal=True)  # [B,T,D]
+        cache = {}
+        stepped = torch.cat([encoder_layer_step(layer, x[:, t:t + 1], cache) for t in range(7)], 1)
+    torch.testing.assert_close(stepped, full, rtol=1e-5, atol=1e-5)
+    assert cache["k"].shape == (3, 4, 7, 4)  # [B,h,T,D/h]: every position's keys kept
+    with pytest.raises(ValueError, match="post-LN"):
+        pre_ln = nn.TransformerEncoderLayer(16, 4, 32, norm_first=True, batch_first=True).eval()
+        encoder_layer_step(pre_ln, x[:, :1], {})
+    with pytest.raises(ValueError, match="eval mode"):
+        encoder_layer_step(layer.train(), x[:, :1], {})

@@ -177,7 +177,8 @@ def test_the_prior_samples_with_cached_keys_exactly_what_recomputing_every_prefi
                                       block_vocab=block_vocab)).eval()
     with torch.no_grad():
         prior.head.weight.mul_(10)  # sharper than at init: a wrong cache shows in the draws
-        inputs = torch.cat([torch.full((4, 1), prior.config.vocab), prior.to_tokens(torch.randint(0, 8, (4, 3, 4)))[:, :-1]], 1)
+        tokens = prior.to_tokens(torch.randint(0, 8, (4, 3, 4)))  # [4,12]
+        inputs = torch.cat([torch.full((4, 1), prior.config.vocab), tokens[:, :-1]], 1)  # BOS first
         full, caches = prior.logits(inputs), [{} for _ in prior.transformer.layers]
         stepped = torch.stack([prior.next_logits(inputs[:, t:t + 1], t, caches) for t in range(12)], 1)  # [4,12,V]
     torch.testing.assert_close(stepped, full, rtol=1e-5, atol=1e-5)

@@ -14,7 +14,7 @@ from common.config import ConfigError
 from common.hub import CheckpointError
 from common.models import SlotAttentionAutoEncoder, SlotAttentionConfig
 from common.output import ModelOutput
-from common.provenance import provenance
+from common.provenance import provenance, training_record
 from common.train import StepSampler, TrainConfig, Trainer, TrainingDiverged, warmup_decay
 from common.train.loop import TrainState
 from common.train.experiment import check_resumable
@@ -183,8 +183,8 @@ def test_repeated_nonfinite_steps_roll_back_to_last_checkpoint(tmp_path):
 
 
 def test_checkpoints_record_who_trained_which_steps(tmp_path):
-    """Every checkpoint and training.json list each stretch of training (start or resume to its stop) with
-    the commit and hardware that ran it; an earlier checkpoint lists only what it had trained."""
+    """Every checkpoint (its state and its own training.json) lists each stretch of training (start or resume
+    to its stop) with the commit and hardware that ran it; an earlier checkpoint lists only what it had trained."""
     first = _trainer(tmp_path, _tiny_model(), steps=6, save_every=2)
     first.fit(stop_at=3)
     resumed = _trainer(tmp_path, _tiny_model(), steps=6, save_every=2)
@@ -196,11 +196,14 @@ def test_checkpoints_record_who_trained_which_steps(tmp_path):
     for s in record["segments"]:
         assert (s["commit"], s["hardware"], s["torch"], s["processes"]) == (now["commit"], now["hardware"],
                                                                             now["torch"], 1)
-        assert 0 < s["seconds"] < 300
-    assert provenance(tmp_path)["training"] == record["segments"] and "training" not in provenance()
+        assert 0 <= s["seconds"] < 300
+    last = tmp_path / "checkpoints" / "step_00000006"
+    assert provenance(tmp_path, last)["training"] == training_record(last) == record["segments"]
+    assert "training" not in provenance(tmp_path)  # no final model folder, so no record of one
     earlier = _trainer(tmp_path / "elsewhere", _tiny_model(), steps=6)
     earlier.load(tmp_path / "checkpoints" / "step_00000004")
     assert [(s["from"], s["to"]) for s in earlier.state.segments] == [(0, 3), (3, 4)]
+    assert earlier.state.segments == training_record(tmp_path / "checkpoints" / "step_00000004")
 
 
 def test_a_checkpoint_from_before_the_record_says_its_steps_are_unrecorded():
@@ -279,7 +282,7 @@ def test_train_then_evaluate_cli(tmp_path):
     record = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
     assert record["metrics"]["n_images"] == 20 and -1 <= record["metrics"]["ari_fg"] <= 1
     assert record["profile"] is None and record["steps"] == 8 and record["commit"]
-    assert record["data_source"] == "generated: toy_shapes"  # generated in memory by the training command
+    assert record["data_source"] == "common.data.toy"  # generated in memory by the training command
     assert (tmp_path / "run" / "eval" / "decomposition.png").is_file()
     missing = subprocess.run([sys.executable, "-m", "common.evaluate", "--run", str(tmp_path / "nope")],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -312,10 +315,8 @@ def test_train_and_evaluate_on_a_saved_dataset(tmp_path):
     record = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
     assert record["metrics"]["n_images"] == 8 and record["dataset"] == str(data) and record["eval_split"] == "test"
     assert record["data_source"] == "common.data.tetrominoes"  # the saved scenes' meta.json: a generator's
-    assert [(s["from"], s["to"]) for s in record["training"]] == [(0, 2)]
-    meta = json.loads((data / "meta.json").read_text())
-    (data / "meta.json").write_text(json.dumps({**meta, "source": "common.data.convert:multi_object_datasets"}))
-    assert provenance(tmp_path / "run")["data_source"] == "common.data.convert:multi_object_datasets"
+    assert [(s["from"], s["to"]) for s in record["training"]] == [(0, 2)]  # from the model folder's own record
+    assert json.loads((tmp_path / "run" / "data.json").read_text())["source"] == "common.data.tetrominoes"
 
 
 def test_keep_freed_memory_stops_refaulting_large_activations():
@@ -342,19 +343,23 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def test_evaluate_a_checkpoint_of_an_unfinished_run(tmp_path, capsys):
-    """--checkpoint loads exactly the checkpoint's weights (checksums verified), writes its own folder, and
-    says it is a checkpoint of a longer run; a step that was not saved is named with those that were."""
+    """--checkpoint loads exactly that checkpoint's weights (checksums verified; `latest` the newest), writes
+    its own folder with that checkpoint's training record, and says it is a checkpoint of a longer run; a step
+    that was not saved is named with those that were."""
     from common.evaluate import load_checkpoint, main
-    assert _cli(tmp_path, "--out", str(tmp_path / "run"), "--stop-at", "4").returncode == 0
     run = tmp_path / "run"
-    exp, model, step = load_checkpoint(run)
-    saved = safetensors.torch.load_file(str(run / "checkpoints" / "step_00000004" / "model.safetensors"))
-    assert step == 4 and all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    assert _cli(tmp_path, "--out", str(run), "--stop-at", "6", "--set", "train.save_every=2").returncode == 0
+    for step in (4, 6):
+        exp, model, folder = load_checkpoint(run, step)
+        saved = safetensors.torch.load_file(str(folder / "model.safetensors"))
+        assert folder.name == f"step_{step:08d}" and all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    assert load_checkpoint(run)[2].name == "step_00000006"
     assert main(["--run", str(run), "--checkpoint", "latest", "--n", "8"]) == 0
-    record = json.loads((run / "eval" / "step_00000004" / "metrics.json").read_text())
-    assert (record["checkpoint"], record["steps"], record["of_steps"]) == (4, 4, 8) and "training" not in record
+    record = json.loads((run / "eval" / "step_00000006" / "metrics.json").read_text())
+    assert (record["checkpoint"], record["steps"], record["of_steps"]) == (6, 6, 8)
+    assert [(s["from"], s["to"]) for s in record["training"]] == [(0, 6)] and record["data_source"] == "common.data.toy"
     assert main(["--run", str(run), "--checkpoint", "5"]) == 2
-    assert "no checkpoint at step 5 (saved: 4)" in capsys.readouterr().err
+    assert "no checkpoint at step 5 (saved: 2, 4, 6)" in capsys.readouterr().err
     (run / "checkpoints" / "step_00000004" / "model.safetensors").write_bytes(b"changed")
     assert main(["--run", str(run), "--checkpoint", "4"]) == 2
     assert "SHA-256 mismatch" in capsys.readouterr().err

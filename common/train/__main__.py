@@ -25,7 +25,8 @@ from accelerate.utils import set_seed
 
 from common.config import ConfigError, parse_overrides, to_dict
 from common.hub import CheckpointError
-from common.train.experiment import build_model, check_resumable, load_experiment, load_train_images, write_config
+from common.train.experiment import (build_model, check_resumable, data_source, load_experiment, load_train_images,
+                                     write_config)
 from common.train.loop import EXIT_BUDGET, BudgetSpent, Trainer, TrainingDiverged, to_float_images
 
 
@@ -108,11 +109,13 @@ def run(args, rows: torch.Tensor | None = None, prepare: Callable[[torch.Tensor]
                           f"trained {trainer.state.step} steps")
     if trainer.accelerator.is_main_process:
         write_config(exp, config_path)
-        (args.out / "data.json").write_text(json.dumps({"sha256": digest, "shape": list(images.shape)}, indent=1))
+        (args.out / "data.json").write_text(json.dumps({"sha256": digest, "shape": list(images.shape),
+                                                        "source": data_source(exp.data)}, indent=1))
     model = trainer.fit(stop_at=args.stop_at, deadline=deadline)
     step = trainer.state.step
     if step >= exp.train.steps and trainer.accelerator.is_main_process:
         model.save_pretrained(args.out / "model")
+        trainer.write_record(args.out / "model")  # what trained these weights
     if step < exp.train.steps and step != args.stop_at:
         raise BudgetSpent(f"stopped at step {step} of {exp.train.steps} by the {args.max_minutes:g}-minute budget; "
                           f"checkpoint saved in {args.out}: run again with --resume to continue")

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from common.config import ConfigError, at_least, deep_merge, flatten, from_dict, load_yaml, resolve_profile, to_dict
-from common.data import SceneMeta, generate_split, load_meta, load_split
+from common.data import GENERATORS, SceneMeta, generate_split, load_meta, load_split
 from common.train.loop import TrainConfig
 
 # Keys that may change between a run and its resumption: they do not alter the trajectory.
@@ -78,6 +78,15 @@ def load_scenes(data: DataConfig, split: str, n: int | None = None) -> tuple[Sce
 def load_train_images(data: DataConfig) -> torch.Tensor:
     """uint8 [N,H,W,3] training images, in memory."""
     return load_scenes(data, data.train_split, None if data.path else data.n_train)[1]["image"]
+
+
+def data_source(data: DataConfig) -> str:
+    """meta.json's `source` of the scenes `data` names: a generator (e.g. common.data.tetrominoes, our procedural
+    stand-in) or common.data.convert:<release> (a published release)."""
+    if data.path is not None:
+        return load_meta(data.path).source
+    g = GENERATORS[data.name]  # a name without a generator has failed in load_scenes already
+    return g.meta(from_dict(g.params, data.params, "params")).source
 
 
 def check_resumable(saved: dict, current: dict) -> None:

@@ -4,8 +4,9 @@ Data are in-memory uint8 tensors; the batch of step t is a pure function of (see
 needs no sampler state. Checkpoints (`accelerator.save_state`: model, optimiser, scheduler, RNG,
 GradScaler, plus `TrainState`) are written atomically under `out/checkpoints/step_XXXXXXXX`, the last
 `keep_last` kept. Each checkpoint also records who trained which steps (`TrainState.segments`: commit,
-hardware, processes, wall time of every stretch between a start or resume and the next stop), and
-`out/training.json` holds the record of the newest checkpoint, for the evaluation's provenance.
+hardware, processes, wall time of every stretch between a start, resume or rollback and the next stop), in
+its state and in its own training.json; `out/training.json` is the newest checkpoint's, and the final
+model's folder gets its own (what an evaluation's provenance reads).
 
 A step never waits for the device: a non-finite loss or gradient norm makes fused Adam skip the update
 on the device (its `found_inf`), and model-side state such as GECO, kept in model buffers, is updated
@@ -82,6 +83,13 @@ CHECKSUMS = "checksums.json"  # SHA-256 of every file of a checkpoint, written l
 def _checksums(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
             if p.is_file() and p.name != CHECKSUMS}
+
+
+def checkpoint_folders(folder: Path) -> dict[int, Path]:
+    """{step: folder} of the checkpoints saved in `folder` (a run's checkpoints/: step_XXXXXXXX folders)."""
+    if not folder.is_dir():
+        return {}
+    return {int(p.name[5:]): p for p in folder.glob("step_*") if p.is_dir() and p.name[5:].isdigit()}
 
 
 def verify_checkpoint(path: Path, rank: int = 0) -> None:
@@ -216,9 +224,7 @@ class Trainer:
         return self.out / "checkpoints"
 
     def checkpoints(self) -> list[Path]:
-        if not self.checkpoint_dir.is_dir():
-            return []
-        return sorted(p for p in self.checkpoint_dir.glob("step_*") if p.is_dir())
+        return [path for _, path in sorted(checkpoint_folders(self.checkpoint_dir).items())]
 
     def _begin_segment(self) -> None:
         """Start recording a stretch of training at the current step: at fit's start and after a rollback."""
@@ -235,8 +241,8 @@ class Trainer:
             {**self._segment["record"], "to": self.state.step, "seconds": seconds}]
 
     def save(self) -> Path:
-        """save_state into a temporary folder, then rename; prune to the last `keep_last`; write the
-        training record (training.json) of this checkpoint."""
+        """save_state and the training record (training.json) into a temporary folder, then rename; prune to
+        the last `keep_last`; copy the record to out/."""
         acc = self.accelerator
         self._record_segment()
         final = self.checkpoint_dir / f"step_{self.state.step:08d}"
@@ -247,12 +253,13 @@ class Trainer:
         acc.save_state(str(tmp), safe_serialization=True)
         acc.wait_for_everyone()
         if acc.is_main_process:
+            self.write_record(tmp)
             (tmp / CHECKSUMS).write_text(json.dumps(_checksums(tmp), indent=1, sort_keys=True))
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
             for old in self.checkpoints()[:-self.config.keep_last]:
                 shutil.rmtree(old)
-            self.write_record()
+            self.write_record(self.out)
         acc.wait_for_everyone()
         return final
 
@@ -265,11 +272,11 @@ class Trainer:
         except Exception as err:
             raise CheckpointError(f"{path}: cannot restore training state ({type(err).__name__}: {err})") from err
 
-    def write_record(self) -> None:
-        """out/training.json: the steps trained and the segments of the state saved last (atomic)."""
-        tmp = self.out / f".{TRAINING_RECORD}.tmp"
+    def write_record(self, folder: Path) -> None:
+        """folder/training.json (atomic): the steps trained and the segments of the state saved last."""
+        tmp = folder / f".{TRAINING_RECORD}.tmp"
         tmp.write_text(json.dumps({"step": self.state.step, "segments": self.state.segments}, indent=1))
-        tmp.replace(self.out / TRAINING_RECORD)
+        tmp.replace(folder / TRAINING_RECORD)
 
     def resume(self) -> bool:
         """Load the newest checkpoint if any; drop log rows written after it."""
@@ -346,7 +353,7 @@ class Trainer:
         self.load(found[-1])
         self.state.rollbacks, self.state.nonfinite = rollbacks, 0
         self._streak.zero_()
-        self._begin_segment()  # the steps after the checkpoint are not in the record
+        self._begin_segment()  # a new stretch from the checkpoint: the steps after it are not in the record
         if self.accelerator.is_main_process:
             self.log.truncate_after(self.state.step)  # the steps after it are trained again
         log.warning("rolled back to %s", found[-1].name)

@@ -24,7 +24,7 @@ from common.metrics.generative import evaluate_samples, quantise
 from common.metrics.judges.score import score
 from common.pipeline import ROOT, Stage, data_path
 from common.profile_judge import profile_judge
-from common.provenance import provenance
+from common.provenance import provenance, training_record
 from common.train.experiment import DataConfig, load_scenes
 from common.train.logs import TSVLog
 from common.train.loop import to_float_images
@@ -303,6 +303,9 @@ def evaluate(stage: Stage) -> Path:
     record = {"metrics": metrics, "figures": figures, "model": exp.model, "profile": stage.profile,
               "steps": exp.train.steps, "seed": stage.seed, "eval": vars(cfg),
               "dataset": exp.data.path or exp.data.name, **provenance(stage.run_dir)}
+    beside = runs_beside(stage) | ({"vqvae": vqvae_stage(stage).run_dir} if cfg.generative else {})
+    record["training"] = record.get("training", []) + [  # the runs the generative metrics also read
+        dict(s, run=name) for name, run in beside.items() for s in training_record(run / "model") or []]
     (out / "metrics.json").write_text(json.dumps(record, indent=2))
     return out / "metrics.json"
 

@@ -98,6 +98,8 @@ class SemanticPrior(HubModel):
         """Logits [B,V] of position t from its input token [B,1] (BOS at t = 0), the earlier positions' keys
         and values in `caches` (one dict per layer, extended in place): `logits(inputs)[:, t]` in eval mode."""
         c = self.config
+        if self.transformer.norm is not None:
+            raise ValueError("next_logits does not apply a final LayerNorm (the prior has none)")
         x = self.embed(token) * math.sqrt(c.d_model) + self.position[:, t:t + 1]  # [B,1,d]
         for layer, cache in zip(self.transformer.layers, caches):
             x = encoder_layer_step(layer, x, cache)
@@ -109,7 +111,7 @@ class SemanticPrior(HubModel):
                generator: torch.Generator | None = None, cache: bool = True) -> Tensor:
         """n scenes of codes [n,N,M] by ancestral sampling, logits / temperature, optionally the top k only.
         With `cache`, in eval mode, each position runs alone against cached keys and values (`next_logits`: N M
-        positions' work instead of (N M)^2 / 2; the same draws, tested); otherwise (or in training mode, with
+        positions' work instead of (N M)^2 / 2; the same draws on CPU, tested); otherwise (or in training mode, with
         dropout) the whole prefix runs again at every position."""
         device = self.position.device
         seq = torch.full((n, 1), self.config.vocab, dtype=torch.long, device=device)
