@@ -60,6 +60,21 @@ def test_vqvae_gradient_is_straight_through_and_decoding_its_codes_gives_its_rec
     torch.testing.assert_close(codebook_vectors(model, idx), model.codebook.codebook[0][idx])
 
 
+def test_vqvae_loss_is_the_papers_per_image_sums():
+    """van den Oord et al.: ||x - recon||^2 summed over pixels + beta ||z_e - sg[e]||^2 summed over the latent grid
+    and channels, each averaged over the batch (not the quantiser's mean, which would make beta ~10^4 times smaller)."""
+    model = _vqvae().eval()
+    x = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        out = model(x)
+        z_e = model.encoder(x)  # [B,d,h,w]
+        e = codebook_vectors(model, model.encode(x)).permute(0, 3, 1, 2)  # [B,d,h,w] its nearest codes
+        recon = model.decoder(e)  # [B,3,H,W] before `recon`'s clamp to [0,1]
+    commitment, squared_error = ((z_e - e) ** 2).sum() / 3, ((recon - x) ** 2).sum() / 3
+    torch.testing.assert_close(out.logs["commitment"], commitment)
+    torch.testing.assert_close(out.loss, squared_error + 0.25 * commitment)
+
+
 def test_round_trips_through_from_pretrained(tmp_path):
     vq, prior = _vqvae(), _pixelcnn(grid=(4, 4), codebook_size=8).float()
     vq(torch.rand(4, 3, 16, 16))  # one EMA update: the codebook buffers must travel too

@@ -3,8 +3,10 @@ App. B.3 gives only its prior, a 20-layer PixelCNN: papers/svq/pixelcnn.py). The
 VQ-VAE paper's image model: two stride-2 4x4 convolutions of 256 channels and two residual blocks (ReLU, 3x3, ReLU,
 1x1), the decoder their mirror with transposed convolutions, a 4x smaller latent grid (16 x 16 at 64 px, 32 x 32 at
 128 px). The codebook is SVQ's own EMA quantiser with dead-code restarts (`BlockCodebooks` with one block, decay
-0.99, tested as §3), so both models quantise the same way; the loss is the MSE plus beta = 0.25 times the
-commitment (EMA codebooks need no codebook loss).
+0.99, tested as §3), so both models quantise the same way. The loss is the VQ-VAE paper's per image: the squared
+error summed over pixels plus beta = 0.25 times the commitment ||z_e - sg[e]||^2 summed over the latent grid and
+its d channels (EMA codebooks need no codebook loss); the quantiser's commitment is a mean, so it is scaled by
+h w d here, else it would weigh ~10^4 times less than the reconstruction.
 """
 from __future__ import annotations
 
@@ -75,7 +77,8 @@ class VQVAE(HubModel):
         return z_q.view(b, h, w, d).permute(0, 3, 1, 2), idx.view(b, h, w), commitment
 
     def forward(self, images: Tensor, step: int | None = None) -> ModelOutput:
-        z_q, idx, commitment = self.quantise(images)
+        z_q, idx, commitment = self.quantise(images)  # commitment: a mean over B h w d
+        commitment = commitment * z_q[0].numel()  # per image: summed over h w d, as the reconstruction over pixels
         recon = self.decoder(z_q)  # [B,3,H,W]
         mse = ((recon.float() - images) ** 2).sum() / len(images)
         health = self.codebook.health(idx.reshape(-1, 1))
