@@ -2,8 +2,9 @@
 as `python tests/multiprocess_run.py OUT MODEL` (1 process) and under `torchrun --nproc_per_node 2`.
 
 MODEL: "geco" (a deterministic linear autoencoder with a GECO constraint: no sampling noise, so any
-number of processes must give the same trajectory), "iodine" (IODINE with T = 1, smoke sizes) or
-"genesis" (GENESIS-v2 with its LSTM prior and multiplicative GECO, 32 px).
+number of processes must give the same trajectory), "codebook" (the same with SVQ's EMA codebooks between
+encoder and decoder, likewise deterministic), "iodine" (IODINE with T = 1, smoke sizes) or "genesis"
+(GENESIS-v2 with its LSTM prior and multiplicative GECO, 32 px).
 """
 from __future__ import annotations
 
@@ -40,11 +41,30 @@ class LinearGECO(nn.Module):
         self.geco.update(out.logs["nll"], ok)
 
 
+class LinearCodebook(nn.Module):
+    """x -> z = Ex as 2 blocks of 2 -> SVQ's EMA codebooks (4 codes each; threshold 0: no code ever restarts, so
+    nothing random) -> y = Dz_q; loss |y - x|^2 + commitment."""
+
+    def __init__(self, size: int = 8):
+        super().__init__()
+        from papers.svq.quantiser import BlockCodebooks
+        self.enc, self.dec = nn.Linear(3 * size * size, 4), nn.Linear(4, 3 * size * size)
+        self.codebooks = BlockCodebooks(blocks=2, size=4, dim=2, threshold=0.0)
+
+    def forward(self, images, step=None):
+        x = images.flatten(1)  # [B,3HW]
+        z_q, _, commitment = self.codebooks(self.enc(x).view(len(x), 2, 2))  # [B,2,2]
+        y = self.dec(z_q.flatten(1))  # [B,3HW]
+        loss = ((y - x) ** 2).sum(1).mean() + commitment
+        masks = torch.ones(len(x), 1, 1, *images.shape[2:])
+        return ModelOutput(loss, y.view_as(images), masks, z_q.flatten(1)[:, None], {})
+
+
 def build(which: str):
-    if which == "geco":
+    if which in ("geco", "codebook"):
         torch.manual_seed(0)
         images = torch.randint(0, 256, (16, 8, 8, 3), dtype=torch.uint8)
-        return LinearGECO(), images
+        return (LinearGECO() if which == "geco" else LinearCodebook()), images
     from common.data import generate_split
     images = torch.from_numpy(generate_split("toy_shapes", 16, 0, params={"size": 32, "max_objects": 2})[1]["image"])
     if which == "genesis":

@@ -35,6 +35,15 @@ def test_two_processes_equal_one_on_the_same_global_batch(tmp_path):
     assert noise[0] != noise[1]
 
 
+def test_ema_codebooks_on_two_processes_equal_one_on_the_same_global_batch(tmp_path):
+    """SVQ's EMA codebooks count and sum the queries of the global batch: two processes end with the codebooks,
+    cluster sizes and weights of one (without the reduction rank 0's half batch alone would move them)."""
+    one, two = _run(tmp_path / "one", "codebook", 1), _run(tmp_path / "two", "codebook", 2)
+    assert two["processes"] == 2 and two["loss"] == pytest.approx(one["loss"], rel=1e-5)
+    for key, value in one["state"].items():
+        assert two["state"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
 @pytest.mark.parametrize("model", ["iodine", "genesis"])
 def test_models_train_on_two_processes(tmp_path, model):
     """IODINE with T = 1 used to leave parameters without gradients, which DDP refuses; GENESIS-v2's GECO

@@ -6,17 +6,10 @@ error fed to `update` is averaged over data-parallel ranks so every rank takes t
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-def _mean_over_ranks(x: Tensor) -> Tensor:
-    x = x.detach().float().clone()
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(x)
-        x /= dist.get_world_size()
-    return x
+from common.ranks import mean_over_ranks
 
 
 class GECOLagrangeNLL(nn.Module):
@@ -61,7 +54,7 @@ class GECOLagrangeNLL(nn.Module):
         """One training step's update from the batch-mean NLL (call once per optimiser step); a step
         with `ok` false (skipped by the loop) changes nothing. Device arithmetic only: no host sync."""
         ok = torch.as_tensor(ok, device=self.steps.device)
-        c_t = self.target - _mean_over_ranks(nll)
+        c_t = self.target - mean_over_ranks(nll)
         steps = self.steps + ok.long()
         ema = torch.where(steps == self.warm_start, c_t, self.alpha * self.c_ema + (1 - self.alpha) * c_t)
         ema = torch.where(ok & (steps >= self.warm_start), ema, self.c_ema)
@@ -96,7 +89,7 @@ class GECOMultiplicativeKL(nn.Module):
     def update(self, err: Tensor, ok: Tensor | bool = True) -> None:
         """One step's update; a step with `ok` false changes nothing. No host sync."""
         ok = torch.as_tensor(ok, device=self.steps.device)
-        err = _mean_over_ranks(err)
+        err = mean_over_ranks(err)
         ema = torch.where(self.steps == 0, err, self.alpha * self.err_ema + (1 - self.alpha) * err)
         constraint = self.goal - ema
         speedup = self.speedup or 1.0

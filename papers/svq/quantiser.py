@@ -16,6 +16,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from common.ranks import sum_over_ranks
+
 
 def usage(indices: Tensor, size: int) -> Tensor:
     """indices [..., M] -> each block's share of uses per code [M,K]."""
@@ -65,14 +67,17 @@ class BlockCodebooks(nn.Module):
 
     @torch.no_grad()
     def update(self, z: Tensor, indices: Tensor) -> None:
-        """One EMA step and the dead-code restart from queries z [N,M,dc] and their codes [N,M]."""
+        """One EMA step and the dead-code restart from queries z [N,M,dc] and their codes [N,M]. Under data
+        parallelism the counts and sums are those of the global batch, so every rank takes the same EMA step
+        (the restarts are rank 0's: DistributedDataParallel broadcasts its buffers before each forward)."""
         one_hot = torch.nn.functional.one_hot(indices, self.size).to(z.dtype)  # [N,M,K]
-        counts = one_hot.sum(0)  # [M,K]
+        counts = sum_over_ranks(one_hot.sum(0))  # [M,K] over the global batch (data-parallel ranks)
         cs = self.decay * self.cluster_size + (1 - self.decay) * counts
         total = cs.sum()  # Laplace smoothing over all M*K codes jointly (checked 7.1)
         cs = (cs + self.eps) / (total + self.blocks * self.size * self.eps) * total
         self.cluster_size.copy_(cs)
-        self.ema_w.mul_(self.decay).add_(torch.einsum("nmk,nmd->mkd", one_hot, z), alpha=1 - self.decay)
+        sums = sum_over_ranks(torch.einsum("nmk,nmd->mkd", one_hot, z))  # [M,K,dc]
+        self.ema_w.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         live = cs >= self.threshold  # [M,K]
         restart = self.restarts(z)  # [M,K,dc]
         self.codebook.copy_(torch.where(live.unsqueeze(-1), self.ema_w / cs.unsqueeze(-1), restart))
