@@ -110,7 +110,8 @@ def main(argv=None) -> int:
     p.add_argument("--run", type=Path, required=True)
     p.add_argument("--n", type=int, default=10_000, help="samples and real test scenes for FID/KID (papers: 10,000)")
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--quantisation", choices=QUANTISATIONS, default="round")
+    p.add_argument("--quantisation", choices=QUANTISATIONS, default="truncate",
+                   help="how samples become uint8: GENESIS-v2's compute_fid truncates (default); SVQ's dump rounds")
     p.add_argument("--bpd-n", type=int, default=5000, help="validation scenes for bits/dim (SRI: 5,000)")
     p.add_argument("--ari-n", type=int, default=320, help="test scenes for ARI-FG (GENESIS-v2, SRI: 320)")
     p.add_argument("--cache", type=Path, default=None, help="folder caching the real images' Inception features")

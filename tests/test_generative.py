@@ -146,7 +146,7 @@ def test_evaluate_generative_on_a_trained_genesis_run(tmp_path, monkeypatch):
     assert code == 0
     record = json.loads((tmp_path / "run" / "eval_generative" / "metrics.json").read_text())
     m = record["metrics"]
-    assert m["n"] == 16 and m["temperature"] == 0.9 and m["quantisation"] == "round" and m["n_bpd"] == 8
+    assert m["n"] == 16 and m["temperature"] == 0.9 and m["quantisation"] == "truncate" and m["n_bpd"] == 8
     assert m["fid"] >= 0 and m["kid_subset_size"] == 16 and m["n_ari"] == 8 and "ari_fg_encoder" in m
     assert 0 < m["bpd"] < 100 and m["bpd_split"] == "val" and record["commit"]
     assert (tmp_path / "run" / "eval_generative" / "samples.png").is_file()

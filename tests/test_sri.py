@@ -297,6 +297,8 @@ def test_each_listed_baseline_has_its_shared_genesis_config():
         assert genesis["prior"] == "autoregressive" and genesis["likelihood"] == sri["likelihood"], dataset
         assert (genesis["sigma"], genesis["num_slots"]) == (sri["sigma"], sri["num_slots"]), dataset
     assert all(baseline_stage(Stage("sri", d, "smoke")) is None for d in settings["variants"] if "emorl" in d)
+    paper = baseline_stage(Stage("sri", "clevr6", "paper"))  # App. A.4: baselines train "the same setup as SRI"
+    assert paper.experiment().train.steps == Stage("sri", "clevr6", "paper").experiment().train.steps == 425_000
 
 
 def test_genv2_plus_scene_variable_trains_genesis_through_its_scene_conditioned_prior(tmp_path):

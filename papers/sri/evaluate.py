@@ -53,9 +53,10 @@ def baseline_stage(stage: Stage) -> Stage | None:
     mc = exp.model_config
     if exp.model != "papers.sri.model:SRI" or mc.get("backbone", "genesis_v2") != "genesis_v2":
         return None
-    data = stage.experiment().data.name
     flavour = "g" if mc.get("genesis_v2", {}).get("likelihood") == "gaussian" else "mog"
-    return dataclasses.replace(stage, dataset=f"{stage.dataset}_genv2", config_file=GENESIS_CONFIGS / f"{data}_{flavour}.yaml")
+    steps = f"train.steps={exp.train.steps}"  # App. A.4: "the same setup as SRI" (CLEVR6: 425K, not GENv2's 500K)
+    return dataclasses.replace(stage, dataset=f"{stage.dataset}_genv2", overrides=(*stage.overrides, steps),
+                               config_file=GENESIS_CONFIGS / f"{exp.data.name}_{flavour}.yaml")
 
 
 @torch.no_grad()
