@@ -4,7 +4,8 @@ Inception features, and the negative ELBO in bits per dimension.
 Protocol (GENESIS-v2 / SRI, implementation-checked.md §4.3 and §5.2; `../shared/reference/generative.md`):
 N real test scenes against N samples (the papers: N = 10,000), real and generated images through the same
 preprocessing (uint8, torch bilinear resize to 299 outside the network, (x - 128) / 128, the TF-ported
-Inception's pool3: pytorch-fid's "legacy" path, which the GENESIS-v2 and SRI numbers used; a clean-fid "clean"
+Inception's pool3 in NVIDIA's TorchScript copy; GENESIS-v2 and SRI ran pytorch-fid's port of the same network,
+which scales by 2 (x / 255) - 1, a difference of half a level we could not measure offline; a clean-fid "clean"
 score, PIL bicubic, would not be comparable). `quantisation` says how images become uint8: "round" rounds the
 samples (unbiased); "truncate" is GENESIS-v2's `compute_fid` (checked 4.3: samples saved as uint8(255 x), the real
 images unchanged by it); "truncate_signed" is SRI's (checked 5.2: both sets saved as uint8(255 x) after mapping
