@@ -150,3 +150,42 @@ def test_evaluate_generative_on_a_trained_genesis_run(tmp_path, monkeypatch):
     assert m["fid"] >= 0 and m["kid_subset_size"] == 16 and m["n_ari"] == 8 and "ari_fg_encoder" in m
     assert 0 < m["bpd"] < 100 and m["bpd_split"] == "val" and record["commit"]
     assert (tmp_path / "run" / "eval_generative" / "samples.png").is_file()
+
+
+def test_a_deferred_fid_finished_where_the_network_is_equals_the_one_computed_at_once(tmp_path, monkeypatch):
+    """Without the network and with $OCREPRO_FID_DEFER, evaluate_samples draws the same samples and saves them and
+    the protocol's real images; `fid-deferred` then fills every deferred entry of a metrics file (nested ones too)
+    with what evaluate_samples gives at once with the network; without the variable, FID is just unavailable."""
+    import json
+
+    from common.metrics import __main__ as metrics_cli
+    from common.metrics.fid import FIDUnavailable
+
+    def unavailable(weights=None):
+        raise FIDUnavailable("no Inception weights here")
+    g = torch.Generator().manual_seed(0)
+    real = (torch.rand(60, 3, 8, 8, generator=g) * 255).to(torch.uint8)
+    draw = lambda seed: (lambda b, g=torch.Generator().manual_seed(seed): torch.rand(b, 3, 8, 8, generator=g))  # noqa: E731
+    args = dict(key="toy|test", temperature=1.0, quantisation="truncate_signed", batch_size=16, kid_subsets=5)
+    monkeypatch.setattr(generative, "resolve_backend", lambda weights=None: FakeBackend())
+    at_once = evaluate_samples(real, draw(1), 50, **args)
+    monkeypatch.setattr(generative, "resolve_backend", unavailable)
+    assert evaluate_samples(real, draw(1), 50, **args)["status"].startswith("unavailable")
+    monkeypatch.setenv("OCREPRO_FID_DEFER", str(tmp_path / "images"))
+    deferred = evaluate_samples(real, draw(1), 50, **args)
+    assert deferred["status"] == "deferred" and deferred["fid"] is None and deferred["n"] == 50
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == sorted(deferred["deferred"].values())
+    record = {"metrics": {**deferred, "mse": 0.5}, "baseline": {"metrics": dict(deferred)}}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps(record))
+    monkeypatch.setattr(generative, "resolve_backend", lambda weights=None: FakeBackend())
+    assert metrics_cli.main(["fid-deferred", "--images", str(tmp_path / "images"), str(tmp_path)]) == 0
+    done = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for entry in (done["metrics"], done["baseline"]["metrics"]):
+        assert entry["fid"] == pytest.approx(at_once["fid"]) and entry["kid"] == pytest.approx(at_once["kid"])
+        assert "status" not in entry and entry["quantisation"] == "truncate_signed" and entry["fid_provenance"]["commit"]
+    assert done["metrics"]["mse"] == 0.5
+    assert metrics_cli.main(["fid-deferred", "--images", str(tmp_path / "nowhere"), str(tmp_path)]) == 0  # none left
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps(record))
+    assert metrics_cli.main(["fid-deferred", "--images", str(tmp_path / "nowhere"), str(tmp_path)]) == 2
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == record  # nothing half-written

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -115,22 +116,61 @@ def evaluate_samples(real: Tensor, sample: Callable[[int], Tensor], n: int, *, k
                      quantisation: str = "round", batch_size: int = 100, weights=None,
                      cache_dir: Path | None = None, kid_subsets: int = 100) -> dict:
     """FID, KID and FID_inf of n samples (`sample(b)` -> float [b,3,H,W] in [0,1]) against the first n
-    real test images (uint8 [N,3,H,W]); {"fid": None, "status": ...} without Inception weights."""
+    real test images (uint8 [N,3,H,W]). Without Inception weights: {"fid": None, "status": "unavailable: ..."},
+    or, where $OCREPRO_FID_DEFER names a folder, the images saved there and {"status": "deferred", ...} for
+    `python -m common.metrics fid-deferred` to finish where the network is (the same draws either way)."""
     if len(real) < n:
         raise ValueError(f"FID with N = {n} needs {n} real test images, got {len(real)}")
     try:
         backend = resolve_backend(weights)
     except FIDUnavailable as err:
-        return {"fid": None, "status": f"unavailable: {err}", "n": n, "temperature": temperature}
+        backend, folder = None, os.environ.get(DEFER_ENV)
+        if not folder:
+            return {"fid": None, "status": f"unavailable: {err}", "n": n, "temperature": temperature}
     fake = torch.cat([quantise(sample(min(batch_size, n - i)).cpu(), quantisation) for i in range(0, n, batch_size)])
     head = real[:n]
     saved = real_images(head, quantisation)  # the protocol's saved copies: a different cache entry if they differ
+    settings = {"n": n, "temperature": temperature, "quantisation": quantisation}
+    if backend is None:
+        return {"fid": None, "status": "deferred", "deferred": defer(fake, saved, Path(folder)), **settings}
     f_real = real_features(saved, key if saved is head else f"{key}|{quantisation}", backend, cache_dir)
-    f_fake = backend.features(fake)
+    return fid_scores(f_real, backend.features(fake), backend, kid_subsets) | settings
+
+
+def fid_scores(f_real: np.ndarray, f_fake: np.ndarray, backend, kid_subsets: int = 100) -> dict:
+    """FID, KID and FID_inf of two sets of Inception features, and which network made them."""
     return {"fid": frechet_distance(*gaussian_stats(f_real), *gaussian_stats(f_fake)),
-            **kid(f_real, f_fake, subsets=kid_subsets), **fid_infinity(f_real, f_fake),
-            "n": n, "temperature": temperature, "quantisation": quantisation, "resize": "bilinear-299",
+            **kid(f_real, f_fake, subsets=kid_subsets), **fid_infinity(f_real, f_fake), "resize": "bilinear-299",
             "backend": backend.source, "weights_sha1": backend.sha1, "weights_precision": backend.precision}
+
+
+DEFER_ENV = "OCREPRO_FID_DEFER"  # a folder: without the Inception network, save there the images FID compares
+
+
+def defer(fake: Tensor, real: Tensor, folder: Path) -> dict:
+    """Save the uint8 samples and real images [N,3,H,W] FID would compare into `folder`, each once under the
+    hash of its pixels (compressed .npz, written atomically); returns their file names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = {}
+    for role, images in (("samples", fake), ("real", real)):
+        pixels = np.ascontiguousarray(images.numpy())
+        name = f"fid-{role}-{hashlib.sha256(pixels.tobytes()).hexdigest()[:16]}.npz"
+        if not (folder / name).is_file():
+            tmp = folder / f".{name}.tmp.npz"
+            np.savez_compressed(tmp, images=pixels)
+            tmp.replace(folder / name)
+        names[role] = name
+    return names
+
+
+def finish_deferred(entry: dict, folder: Path, weights=None, kid_subsets: int = 100) -> dict:
+    """A "deferred" entry of a metrics file with its FID, KID and FID_inf computed from the images `defer` saved
+    in `folder`, and where they were computed; the entry's other keys are kept."""
+    backend = resolve_backend(weights)
+    real, fake = (torch.from_numpy(np.load(folder / entry["deferred"][role])["images"]) for role in ("real", "samples"))
+    done = {k: v for k, v in entry.items() if k not in ("status", "deferred")}
+    return done | fid_scores(backend.features(real), backend.features(fake), backend, kid_subsets) | {
+        "computed_from_saved_images": entry["deferred"]}
 
 
 def bits_per_dim(negative_elbo: Tensor, dims: int) -> float:

@@ -89,8 +89,8 @@ def fid_by_temperature(model, real: torch.Tensor, cfg: LOMEval, generator: torch
     """Fig. 7: FID of n_samples samples at each temperature against the same test scenes (uint8 [N,3,H,W]),
     their Inception features computed once; at the evaluation's own temperature, its FID (`measured`, the
     shared evaluation's metrics over the same n_samples and scenes) is reused rather than sampled again."""
-    if measured.get("fid") is None:
-        return {"status": measured.get("status", "FID unavailable")}
+    if measured.get("fid") is None:  # no network here (a deferred FID cannot sweep temperatures later either)
+        return {"status": "not computed: FID " + measured.get("status", "unavailable")}
     fids = {}
     with tempfile.TemporaryDirectory() as cache:
         for tau in cfg.fid_temperatures:
