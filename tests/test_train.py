@@ -360,6 +360,13 @@ def test_evaluate_a_checkpoint_of_an_unfinished_run(tmp_path, capsys):
     assert [(s["from"], s["to"]) for s in record["training"]] == [(0, 6)] and record["data_source"] == "common.data.toy"
     assert main(["--run", str(run), "--checkpoint", "5"]) == 2
     assert "no checkpoint at step 5 (saved: 2, 4, 6)" in capsys.readouterr().err
+    from common.train.loop import CHECKSUMS, _checksums
+    ddp = run / "checkpoints" / "step_00000002"  # as a DistributedDataParallel run saves it: "module." keys
+    weights = safetensors.torch.load_file(str(ddp / "model.safetensors"))
+    safetensors.torch.save_file({f"module.{k}": v for k, v in weights.items()}, str(ddp / "model.safetensors"))
+    (ddp / CHECKSUMS).write_text(json.dumps(_checksums(ddp)))
+    loaded = load_checkpoint(run, 2)[1].state_dict()
+    assert all(torch.equal(weights[k], v) for k, v in loaded.items())
     (run / "checkpoints" / "step_00000004" / "model.safetensors").write_bytes(b"changed")
     assert main(["--run", str(run), "--checkpoint", "4"]) == 2
     assert "SHA-256 mismatch" in capsys.readouterr().err
