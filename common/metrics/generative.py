@@ -165,7 +165,7 @@ def defer(fake: Tensor, real: Tensor, folder: Path) -> dict:
 
 def finish_deferred(entry: dict, folder: Path, weights=None, kid_subsets: int = 100) -> dict:
     """A "deferred" entry of a metrics file with its FID, KID and FID_inf computed from the images `defer` saved
-    in `folder`, and where they were computed; the entry's other keys are kept."""
+    in `folder` (named in `computed_from_saved_images`); the entry's other keys are kept."""
     backend = resolve_backend(weights)
     real, fake = (torch.from_numpy(np.load(folder / entry["deferred"][role])["images"]) for role in ("real", "samples"))
     done = {k: v for k, v in entry.items() if k not in ("status", "deferred")}
