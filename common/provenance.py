@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAINING_RECORD = "training.json"  # in a run folder: the training segments of its newest checkpoint
+TRAINING_RECORD = "training.json"  # training segments: in each checkpoint, the final model and the run folder
 
 
 def code_changes(porcelain: str) -> list[str]:

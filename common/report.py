@@ -38,4 +38,4 @@ def training_summary(runs: dict[int, dict]) -> str:
         data = f" (scenes: {m['data_source']})" if m.get("data_source") else ""
         lines += [f"- seed {seed}{data}: " + ("; ".join(map(segment_text, segments)) if segments
                                               else "no training record (the run predates it)")]
-    return "Training, stretch by stretch (each start or resume to its next stop):\n\n" + "\n".join(lines)
+    return "Training, stretch by stretch (each start, resume or rollback to its next stop):\n\n" + "\n".join(lines)

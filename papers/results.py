@@ -6,8 +6,9 @@ seed); smoke runs never appear. Each paper's `paper_results.CLAIMS` names the nu
 paper reports and where ours sit in metrics.json. "hardware" is what trained the runs and "commit" every
 commit that trained or evaluated them (metrics.json's "training" segments, written by the training loop;
 a run without that record shows its evaluation's); "data" says whether ours trained on procedurally
-generated stand-ins or on a converted published release (the papers' numbers are on the latter). Without --check the table is rewritten; with it the
-command exits 1 if the committed table differs from what the metrics files give.
+generated stand-ins or on a converted published release (the papers' numbers are on the latter). Without
+--check the table is rewritten; with it the command exits 1 if the committed table differs from what the
+metrics files give.
 """
 from __future__ import annotations
 

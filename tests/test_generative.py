@@ -179,7 +179,9 @@ def test_a_deferred_fid_finished_where_the_network_is_equals_the_one_computed_at
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.json").write_text(json.dumps(record))
     monkeypatch.setattr(generative, "resolve_backend", lambda weights=None: FakeBackend())
+    calls = FakeBackend.calls
     assert metrics_cli.main(["fid-deferred", "--images", str(tmp_path / "images"), str(tmp_path)]) == 0
+    assert FakeBackend.calls - calls == 2  # the two entries share their files: each set's features once
     done = json.loads((tmp_path / "run" / "metrics.json").read_text())
     for entry in (done["metrics"], done["baseline"]["metrics"]):
         assert entry["fid"] == pytest.approx(at_once["fid"]) and entry["kid"] == pytest.approx(at_once["kid"])

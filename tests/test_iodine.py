@@ -284,6 +284,8 @@ def test_smoke_pipeline_through_the_real_cli(tmp_path):
     assert "Smoke profile: these numbers are not a replication" in text and "| 0 | " in text
     assert f"| ARI-FG | 0.995 ± 0.001 (5 seeds) | {metrics['metrics']['ari_fg']:.3f} |" in text
     assert "(seeds/seed0/figures/iterations.png)" in text
+    assert metrics["train"]["betas"] == [0.9, 0.999] and "Decoder: 4 convolutional layers" in text
+    assert "Adam with beta1 0.9 (App. B" in " ".join(text.split())  # the run's settings, beside App. B's
     assert "Warning" not in text  # no library warnings in the rendered report
 
 

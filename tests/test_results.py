@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from papers import results
 from common.report import training_summary
+from papers import results
 from papers.results import Claim
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ from common.models import SlotAttentionAutoEncoder, SlotAttentionConfig
 from common.output import ModelOutput
 from common.provenance import provenance, training_record
 from common.train import StepSampler, TrainConfig, Trainer, TrainingDiverged, warmup_decay
-from common.train.loop import TrainState
 from common.train.experiment import check_resumable
+from common.train.loop import TrainState
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {

@@ -16,7 +16,7 @@ import torch
 
 from common.data import generate_split
 from common.metrics.fid import FIDUnavailable, fid_difference, pack_half
-from common.metrics.generative import finish_deferred
+from common.metrics import generative
 from common.provenance import provenance
 
 
@@ -66,13 +66,15 @@ def finish_files(images: Path, paths: list[Path]) -> int:
     """Compute every deferred FID under `paths` from the images in `images`; each file rewritten atomically
     once all of its entries are done, with where they were computed."""
     files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("metrics.json")))]
+    backend, features = None, {}  # the network loaded once, each saved image set's features computed once
     for path in files:
         record = json.loads(path.read_text())
         entries = deferred_entries(record, [])
         if not entries:
             continue
+        backend = backend or generative.resolve_backend()
         for entry in entries:
-            done = finish_deferred(entry, images)
+            done = generative.finish_deferred(entry, images, backend, features)
             entry.clear()
             entry.update(done, fid_provenance=provenance())
         tmp = path.with_suffix(".json.tmp")

@@ -163,14 +163,17 @@ def defer(fake: Tensor, real: Tensor, folder: Path) -> dict:
     return names
 
 
-def finish_deferred(entry: dict, folder: Path, weights=None, kid_subsets: int = 100) -> dict:
-    """A "deferred" entry of a metrics file with its FID, KID and FID_inf computed from the images `defer` saved
-    in `folder` (named in `computed_from_saved_images`); the entry's other keys are kept."""
-    backend = resolve_backend(weights)
-    real, fake = (torch.from_numpy(np.load(folder / entry["deferred"][role])["images"]) for role in ("real", "samples"))
+def finish_deferred(entry: dict, folder: Path, backend, features: dict | None = None, kid_subsets: int = 100) -> dict:
+    """A "deferred" entry of a metrics file with its FID, KID and FID_inf computed by `backend` from the images
+    `defer` saved in `folder` (named in `computed_from_saved_images`); the entry's other keys are kept.
+    `features` caches each file's Inception features across entries (one real set serves several models)."""
+    features = {} if features is None else features
+    for name in entry["deferred"].values():
+        if name not in features:
+            features[name] = backend.features(torch.from_numpy(np.load(folder / name)["images"]))  # [N,2048]
+    f_real, f_fake = (features[entry["deferred"][role]] for role in ("real", "samples"))
     done = {k: v for k, v in entry.items() if k not in ("status", "deferred")}
-    return done | fid_scores(backend.features(real), backend.features(fake), backend, kid_subsets) | {
-        "computed_from_saved_images": entry["deferred"]}
+    return done | fid_scores(f_real, f_fake, backend, kid_subsets) | {"computed_from_saved_images": entry["deferred"]}
 
 
 def bits_per_dim(negative_elbo: Tensor, dims: int) -> float:

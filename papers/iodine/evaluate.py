@@ -187,6 +187,8 @@ def evaluate(stage: Stage) -> Path:
               "seed": run.train.seed, "run": str(stage.run_dir.relative_to(output_root())),
               "num_slots": model.config.num_slots, "train_iterations": t_train,
               "model_config": dataclasses.asdict(model.config),
+              "train": {"lr": run.train.lr, "betas": list(run.train.betas), "clip_value": run.train.clip_value,
+                        "batch_size": run.train.batch_size},
               "metrics": {**rows[t_train], "n_images": len(data["image"])},  # after the training T updates
               "per_iteration": rows}
     figures = stage.seed_dir / "figures"

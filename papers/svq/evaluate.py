@@ -298,16 +298,22 @@ def evaluate(stage: Stage) -> Path:
     health = health_figure(stage.run_dir, out)
     if health is not None:
         figures["codebook_health"] = health.name
+    beside = runs_beside(stage)
     if cfg.generative:
-        metrics.update(generative(stage, svq, cfg, runs_beside(stage), generator, out, figures))
+        metrics.update(generative(stage, svq, cfg, beside, generator, out, figures))
     record = {"metrics": metrics, "figures": figures, "model": exp.model, "profile": stage.profile,
               "steps": exp.train.steps, "seed": stage.seed, "eval": vars(cfg),
               "dataset": exp.data.path or exp.data.name, **provenance(stage.run_dir)}
-    beside = runs_beside(stage) | ({"vqvae": vqvae_stage(stage).run_dir} if cfg.generative else {})
-    record["training"] = record.get("training", []) + [  # the runs the generative metrics also read
-        dict(s, run=name) for name, run in beside.items() for s in training_record(run / "model") or []]
+    with_training_of(record, beside | ({"vqvae": vqvae_stage(stage).run_dir} if cfg.generative else {}))
     (out / "metrics.json").write_text(json.dumps(record, indent=2))
     return out / "metrics.json"
+
+
+def with_training_of(record: dict, runs: dict[str, Path]) -> None:
+    """Add to record["training"] (SVQ's own segments) those of the other runs its metrics read, each labelled
+    with the run's name."""
+    record["training"] = record.get("training", []) + [
+        dict(s, run=name) for name, folder in runs.items() for s in training_record(folder / "model") or []]
 
 
 def evaluate_downstream(stage: Stage) -> Path:
@@ -319,8 +325,8 @@ def evaluate_downstream(stage: Stage) -> Path:
         raise ConfigError(f"{stage.dataset} has no downstream task (eval.downstream; Tables 4-5: sprites_quadrant, "
                           f"clevr_hard)")
     c = from_dict(DownstreamConfig, cfg.downstream, "eval.downstream")
-    models = {"svq": load_model(stage.run_dir), "vqvae": load_model(vqvae_stage(stage).run_dir),
-              "sysbinder": load_model(sysbinder_stage(stage).run_dir)}
+    runs = {"vqvae": vqvae_stage(stage).run_dir, "sysbinder": sysbinder_stage(stage).run_dir}
+    models = {"svq": load_model(stage.run_dir), **{name: load_model(folder) for name, folder in runs.items()}}
     record = run(c, models, exp.data, prepared(stage), eval_device())
     out = downstream_stage(stage).seed_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -329,6 +335,7 @@ def evaluate_downstream(stage: Stage) -> Path:
                "figures": {"learning_curves": "learning_curves.png"}, "downstream_config": vars(c),
                "model": exp.model, "profile": stage.profile, "steps": exp.train.steps, "seed": stage.seed,
                "dataset": exp.data.path or exp.data.name, **provenance(stage.run_dir)}
+    with_training_of(metrics, runs)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return out / "metrics.json"
 
