@@ -8,7 +8,7 @@ import sys
 
 BENCHMARKS = ["generators", "generators3d", "readers", "train_step", "paper_steps", "emorl_step", "emorl_efficiency",
               "genesis_step", "sri_step", "lom_step", "svq_step", "svq_baselines", "svq_sampling", "iodine_vs_emorl",
-              "compile_steps"]
+              "compile_steps", "decoder_layout"]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

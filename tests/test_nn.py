@@ -105,6 +105,30 @@ def test_factorised_first_layer_equals_the_plain_convolution(padding, position):
     torch.testing.assert_close(fast, plain)
 
 
+@pytest.mark.parametrize("channels,strides,narrow", [
+    ([32, 32, 4], [1, 1, 1], True),  # EMORL Tetrominoes' width: channels-last on the CPU
+    ([64, 64, 4], [2, 2, 1], False),  # GENESIS-v2's width, transposed convs: contiguous on the CPU
+])
+def test_decoder_layout_changes_speed_not_values(channels, strides, narrow):
+    """The CPU layout follows the hidden width (CPU_CHANNELS_LAST_WIDTH), an accelerator's is channels-last,
+    and the other layout gives the same outputs and gradients (z and every weight)."""
+    grow = strides[0] > 1
+    dec = SpatialBroadcastDecoder(8, (12, 12), (3, 3) if grow else (16, 16), channels, [5, 5, 1] if grow else [5, 3, 1],
+                                  [2, 2, 0] if grow else [1, 0, 0], strides).double()
+    assert dec.cpu_channels_last is narrow
+    assert dec.memory_format(torch.device("cpu")) == (torch.channels_last if narrow else torch.contiguous_format)
+    assert dec.memory_format(torch.device("meta")) == torch.channels_last
+    z = torch.randn(5, 8, dtype=torch.float64, requires_grad=True)
+    results = []
+    for channels_last in (narrow, not narrow):
+        dec.set_cpu_channels_last(channels_last)
+        out = dec(z)
+        assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        results.append((out, *torch.autograd.grad(out.sin().sum(), [z, *dec.parameters()])))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("activation,bias", [("relu", True), ("gelu", False)])
 def test_encoder_layer_step_is_the_causal_layer_one_position_at_a_time(activation, bias):
     """PyTorch's post-LN nn.TransformerEncoderLayer (eval mode, causal mask) at every position equals

@@ -10,6 +10,10 @@ from torch import Tensor, nn
 from common.nn.encoders import activation
 from common.nn.position import PositionEmbed
 
+# On the CPU, a stack whose hidden layers are at most this wide runs faster channels-last (oneDNN), a wider
+# one contiguous: `python -m benchmarks decoder_layout` measures both.
+CPU_CHANNELS_LAST_WIDTH = 32
+
 
 def _out_size(size: int, kernel: int, stride: int, padding: int) -> int:
     if stride == 1:
@@ -38,7 +42,7 @@ class SpatialBroadcastDecoder(nn.Module):
         if len(set(lengths.values())) > 1:
             raise ValueError("decoder layer lists differ in length: "
                              + ", ".join(f"{k} {n}" for k, n in lengths.items()) + " (one entry per layer)")
-        self.broadcast = tuple(broadcast)
+        self.latent_dim, self.broadcast = latent_dim, tuple(broadcast)
         self.position = PositionEmbed(latent_dim, *self.broadcast, mode=position)
         layers: list[nn.Module] = []
         c_in, size = latent_dim + self.position.extra_channels, list(self.broadcast)
@@ -52,7 +56,8 @@ class SpatialBroadcastDecoder(nn.Module):
                 layers.append(activation(act))
             size = [_out_size(n, k, s, p) for n in size]
             c_in = c
-        self.net = nn.Sequential(*layers).to(memory_format=torch.channels_last)  # ~1.8x faster convs on CPU
+        self.net = nn.Sequential(*layers)
+        self.set_cpu_channels_last(max(channels[:-1], default=0) <= CPU_CHANNELS_LAST_WIDTH)
         if tuple(size) != tuple(output_size):
             raise ValueError(f"decoder grid {self.broadcast} with these layers gives {tuple(size)}, "
                              f"expected {tuple(output_size)}")
@@ -61,12 +66,23 @@ class SpatialBroadcastDecoder(nn.Module):
         if self.factorised:
             self.register_buffer("taps", _tap_support(first, self.broadcast), persistent=False)
 
+    def set_cpu_channels_last(self, on: bool) -> None:
+        """The CPU layout: activations and weights (a channels-last weight would make oneDNN's convolution
+        channels-last whatever its input; a mismatched one would be converted, with its gradient, every call)."""
+        self.cpu_channels_last = on
+        self.net.to(memory_format=torch.channels_last if on else torch.contiguous_format)
+
+    def memory_format(self, device: torch.device) -> torch.memory_format:
+        """The activations' layout (the convs follow their input's): channels-last on an accelerator, and on
+        the CPU only for narrow stacks, where oneDNN runs it faster (`cpu_channels_last`)."""
+        return torch.channels_last if device.type != "cpu" or self.cpu_channels_last else torch.contiguous_format
+
     def forward(self, z: Tensor) -> Tensor:
         """z [N,D] (N = B*K) -> [N,channels[-1],H,W]."""
         if self.factorised:
-            return self.net[1:](self._first_conv(z).contiguous(memory_format=torch.channels_last))
+            return self.net[1:](self._first_conv(z).contiguous(memory_format=self.memory_format(z.device)))
         x = z[:, :, None, None].expand(-1, -1, *self.broadcast)  # [N,D,h,w]
-        return self.net(self.position(x).contiguous(memory_format=torch.channels_last))
+        return self.net(self.position(x).contiguous(memory_format=self.memory_format(z.device)))
 
     def _first_conv(self, z: Tensor) -> Tensor:
         """conv(broadcast(z) (+ or concat) P) computed exactly as conv(P) + sum_taps (W_tap z) * [tap in bounds].
