@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -107,6 +108,7 @@ def _cli(root, stage, dataset, *sets):
                           text=True, timeout=600)
 
 
+@pytest.mark.slow  # 84 s on a slow 2-core CPU (CLEVR6 MuJoCo scenes): `make test` keeps under ten minutes there
 def test_clevr10_evaluates_the_clevr6_run_with_eleven_slots(tmp_path):
     """Fig. 7c: the CLEVR6 model (K = 7, 3-6 objects) run with K = 11 on scenes with 7-10 objects."""
     train6 = ["train.steps=2", "train.save_every=2", "data.n_train=4", "data.n_eval=2"]
