@@ -1,34 +1,37 @@
-"""The spatial broadcast decoders' CPU layout: each paper's decoder at its training config, forward and
+"""The spatial broadcast decoders' CPU layout: each paper config's decoder, forward and
 backward (the gradients of z and every weight), contiguous against channels-last activations, alternating in
 this run. The ratio says whether `common.nn.decoders.CPU_CHANNELS_LAST_WIDTH` picks the faster layout here.
 """
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 import torch
 
 from benchmarks.common import table
 from benchmarks.official import alternating_seconds
-from common.models.genesis_v2 import GenesisV2Config, broadcast_decoder
 from common.nn import SpatialBroadcastDecoder
 from common.provenance import hardware
+from common.train.experiment import build_model, load_experiment
 from common.train.memory import keep_freed_memory
-from papers.emorl.model import EfficientMORL, EMORLConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+# (config, images per step): the paper configs' decoders, at batches a CPU times in seconds
+CONFIGS = [("papers/emorl/configs/tetrominoes.yaml", 32), ("papers/emorl/configs/clevr6.yaml", 4),
+           ("papers/iodine/configs/tetrominoes.yaml", 32), ("papers/iodine/configs/clevr6.yaml", 2),
+           ("common/models/configs/genesis_v2/shapestacks_mog.yaml", 32)]
 
 
 def decoders() -> dict[str, tuple[SpatialBroadcastDecoder, int]]:
-    """name -> (decoder, slots decoded per step: batch x K)."""
-    emorl_clevr = EMORLConfig(resolution=(96, 96), num_slots=7, slot_dim=64, decoder="iodine")
-    iodine = lambda d, size, ch, k: SpatialBroadcastDecoder(d, size, size, ch, (k,) * 4, (k // 2,) * 4,
-                                                             position="concat", act="elu")
-    return {
-        "EMORL Tetrominoes 35px, 32 ch, batch 32 x K 4": (EfficientMORL(EMORLConfig()).decoder, 128),
-        "EMORL CLEVR6 96px, 64 ch, batch 4 x K 7": (EfficientMORL(emorl_clevr).decoder, 28),
-        "IODINE Tetrominoes 35px, 32 ch, batch 32 x K 4": (iodine(32, (35, 35), (32, 32, 32, 4), 5), 128),
-        "IODINE CLEVR6 128px, 64 ch, batch 2 x K 7": (iodine(64, (128, 128), (64, 64, 64, 4), 3), 14),
-        "GENESIS-v2 64px, 64 ch, batch 32 x K 9": (broadcast_decoder(GenesisV2Config(resolution=(64, 64))), 288),
-    }
+    """label -> (the config's decoder, slots decoded per step: batch x K)."""
+    out = {}
+    for path, batch in CONFIGS:
+        exp = load_experiment(ROOT / path, "paper")
+        decoder, k = build_model(exp).decoder, exp.model_config["num_slots"]
+        width = max(m.out_channels for m in decoder.net if isinstance(m, torch.nn.modules.conv._ConvNd))
+        out[f"{path} ({width} ch), batch {batch} x K {k}"] = (decoder, batch * k)
+    return out
 
 
 def main(*, repeats: int = 5, warmup: int = 1) -> None:

@@ -287,3 +287,15 @@ def test_compile_children_compiles_each_network_with_parameters_and_its_own_forw
     x = torch.randn(5, 3)
     torch.testing.assert_close(compiled(x), eager(x))
 
+
+
+def test_decoder_layout_builds_each_configs_decoder_with_its_slots():
+    """The layout benchmark times the decoders the paper configs build (B x K slots each), and says which layout
+    the width rule picks: channels-last for the 32-channel Tetrominoes decoders, contiguous for the 64-channel."""
+    from benchmarks.decoder_layout import CONFIGS, decoders
+    rows = decoders()
+    assert len(rows) == len(CONFIGS)
+    slots = [4, 7, 4, 7, 9]  # K: EMORL and IODINE Tetrominoes, CLEVR6; GENESIS-v2 ShapeStacks
+    for (label, (decoder, n)), (path, batch), k in zip(rows.items(), CONFIGS, slots, strict=True):
+        assert label.startswith(path) and n == batch * k
+        assert decoder.cpu_channels_last is ("(32 ch)" in label)
