@@ -134,3 +134,22 @@ def test_free_bits_lom_eq_26():
     assert clamped.mean().item() == pytest.approx((1.0 + 2.0 + 1.0 + 3.0) / 4)
     clamped.mean().backward()
     assert per_slot.grad.tolist() == [[0, 0], [0.25, 0.25], [0, 0], [0.25, 0.25]]
+
+
+def test_genesis_geco_step_scaling():
+    """`none`: the step as SRI / LOM App. A.4.2 state it; `genesis`: x 64^2 / (H W), GENESIS-v2's code."""
+    from common.models.genesis_v2 import GenesisV2, GenesisV2Config
+    from common.prob import geco_for
+    assert geco_for("genesis", 0.5, (96, 96), 1e-6).step_size == pytest.approx(1e-6)
+    assert geco_for("genesis", 0.5, (96, 96), 1e-6, step_scaling="genesis").step_size == pytest.approx(1e-6 * 4 / 9)
+    assert geco_for("genesis", 0.5, (64, 64), 1e-6, step_scaling="genesis").step_size == pytest.approx(1e-6)
+    genesis = GenesisV2(GenesisV2Config(resolution=(128, 128), num_slots=2, feat_dim=8))  # its own code: scaled
+    assert genesis.geco.step_size == pytest.approx(1e-5 / 4)
+    from papers.lom.model import LOM, LOMConfig  # LOM-GENv2: App. A.4.2's 1e-6 for both GECOs unless asked
+    small = GenesisV2Config(resolution=(96, 96), num_slots=2, feat_dim=8, prior="independent", geco_step=1e-6)
+    for scaling, step in (("none", 1e-6), ("genesis", 1e-6 * 4 / 9)):
+        lom = LOM(LOMConfig(backbone="genesis_v2", emorl=None, genesis_v2=small, scene_dim=16, geco="genesis",
+                            geco_step_scaling=scaling))
+        assert lom.geco.step_size == pytest.approx(step) and lom.backbone.geco.step_size == pytest.approx(step)
+    with pytest.raises(ValueError, match="unknown GECO step scaling 'paper'"):
+        geco_for("genesis", 0.5, (64, 64), step_scaling="paper")

@@ -20,7 +20,7 @@ from common.hub import HubModel
 from common.models.segregation import Segregation
 from common.nn import SpatialBroadcastDecoder, linear_grid, split_rgb_mask
 from common.output import ModelOutput
-from common.prob import GECOMultiplicativeKL, gaussian_nll, masked_mean_image, mixture_nll
+from common.prob import GECOMultiplicativeKL, gaussian_nll, geco_step_scale, masked_mean_image, mixture_nll
 from common.prob.likelihood import HALF_LOG_2PI, gaussian_log_density
 
 
@@ -36,7 +36,8 @@ class GenesisV2Config:
     sigma: float = 0.7
     prior: Literal["autoregressive", "independent"] = "autoregressive"
     geco_goal: float | None = 0.5655  # per pixel-channel; None: plain ELBO (beta = 1)
-    geco_step: float = 1e-5  # scaled by 64^2 / (H W) (checked 4.2)
+    geco_step: float = 1e-5
+    geco_step_scaling: Literal["genesis", "none"] = "genesis"  # x 64^2 / (H W) as GENESIS-v2's code (checked 4.2)
     geco_alpha: float = 0.99
     geco_speedup: float = 10.0
 
@@ -221,7 +222,8 @@ class GenesisV2(HubModel, paper_url="https://arxiv.org/abs/2104.09958"):
         self.decoder = broadcast_decoder(c)
         self.prior = AutoregressivePrior(f) if c.prior == "autoregressive" else None
         self.geco = None if c.geco_goal is None else GECOMultiplicativeKL(
-            c.geco_goal * 3 * h * w, c.geco_step * 64**2 / (h * w), c.geco_alpha, speedup=c.geco_speedup)
+            c.geco_goal * 3 * h * w, c.geco_step * geco_step_scale(c.geco_step_scaling, (h, w)), c.geco_alpha,
+            speedup=c.geco_speedup)
 
     # -- inference -------------------------------------------------------------------------------
     def encode(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:

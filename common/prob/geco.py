@@ -101,16 +101,29 @@ class GECOMultiplicativeKL(nn.Module):
 
 
 def geco_for(flavour: str, goal: float, resolution: tuple[int, int], step: float = 1e-6, alpha: float = 0.99,
-             speedup: float = 10.0, floor: float = 0.55, warm_start: int = 1000) -> nn.Module | None:
+             speedup: float = 10.0, floor: float = 0.55, warm_start: int = 1000,
+             step_scaling: str = "none") -> nn.Module | None:
     """The GECO of a model built on a backbone, in the backbone's flavour (SRI, LOM App. A.4.2): `genesis`
-    (GECOMultiplicativeKL, the step scaled by 64^2 / (H W) as GENESIS-v2's code does), `emorl`
-    (GECOLagrangeNLL, `speedup` its acceleration once the target is met) or `none`. `goal` is per
-    pixel-channel, in the likelihood's convention."""
+    (GECOMultiplicativeKL), `emorl` (GECOLagrangeNLL, `speedup` its acceleration once the target is met) or
+    `none`. `goal` is per pixel-channel, in the likelihood's convention. `step_scaling`: `none` uses `step`
+    as the papers state it, `genesis` multiplies it by 64^2 / (H W) as GENESIS-v2's code does."""
     h, w = resolution
     if flavour == "genesis":
-        return GECOMultiplicativeKL(goal * 3 * h * w, step * 64**2 / (h * w), alpha, speedup=speedup)
+        return GECOMultiplicativeKL(goal * 3 * h * w, step * geco_step_scale(step_scaling, resolution), alpha,
+                                    speedup=speedup)
     if flavour == "emorl":
         return GECOLagrangeNLL(goal * 3 * h * w, step, alpha, floor, warm_start, speedup)
     if flavour == "none":
         return None
     raise ValueError(f"unknown GECO flavour {flavour!r} (choose from genesis, emorl, none)")
+
+
+def geco_step_scale(scaling: str, resolution: tuple[int, int]) -> float:
+    """The factor on a GENESIS-flavour GECO step: 1 (`none`, the step as SRI and LOM App. A.4.2 state it) or
+    64^2 / (H W) (`genesis`, GENESIS-v2's code, which SRI's official code inherits; checked 4.2, 5.1)."""
+    if scaling == "none":
+        return 1.0
+    if scaling == "genesis":
+        h, w = resolution
+        return 64**2 / (h * w)
+    raise ValueError(f"unknown GECO step scaling {scaling!r} (choose from none, genesis)")

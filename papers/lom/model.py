@@ -9,7 +9,7 @@ papers/lom/README.md.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -54,6 +54,8 @@ class LOMConfig:
     geco: Literal["emorl", "genesis", "none"] = "emorl"  # the backbone's flavour (App. A.4.2)
     geco_goal: float = -0.351  # per pixel-channel, unnormalised Gaussian
     geco_step: float = 1e-6
+    # none: the step as App. A.4.2 states it; genesis: x 64^2 / (H W) as GENESIS-v2's code (both GECOs of LOM-GENv2)
+    geco_step_scaling: Literal["none", "genesis"] = "none"
     geco_alpha: float = 0.99
     geco_speedup: float = 50.0  # EMORL's acceleration factor once the target is met
     geco_warm_start: int = 1000
@@ -161,7 +163,7 @@ def build_backbone(c: LOMConfig) -> nn.Module:
     if c.genesis_v2 is None or c.genesis_v2.prior != "independent":
         raise ValueError("LOM-GENv2 disables GENESIS-v2's autoregressive prior (App. A.4.1): give a genesis_v2 "
                          "config with prior: independent")
-    return GenesisV2(c.genesis_v2)
+    return GenesisV2(replace(c.genesis_v2, geco_step_scaling=c.geco_step_scaling))
 
 
 class LOM(OnBackbone, HubModel):
@@ -190,7 +192,7 @@ class LOM(OnBackbone, HubModel):
             xavier(m)  # LOM's own layers (App. A.1); the backbone keeps its own initialisation
         self.decoder = fresh_copy(self.backbone.decoder)  # the backbone's architecture, LOM's own weights (§3.3)
         self.geco = geco_for(c.geco, c.geco_goal, self.backbone.config.resolution, c.geco_step, c.geco_alpha,
-                             c.geco_speedup, c.geco_floor, c.geco_warm_start)
+                             c.geco_speedup, c.geco_floor, c.geco_warm_start, c.geco_step_scaling)
 
     @property
     def num_slots(self) -> int:

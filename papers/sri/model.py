@@ -8,7 +8,7 @@ Every deviation is listed in papers/sri/README.md.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -44,6 +44,7 @@ class SRIConfig:
     scene_dim: int = 128  # |s|
     hidden: int = 256  # LSTM units of the prior and the posterior (App. A.4.1)
     relate_layers: int = 3  # L set-embedding layers (Eqs. 30-31)
+    relate_values: Literal["paper", "official"] = "paper"  # W_v [z_j; z_i - z_j] (Eq. 30), or MLP [z_i; z_i - z_j]
     # Table 3's ablations: a) scene_variable false, b) order_alignment false (no cross-order KL either),
     # c) cross_order_kl false
     scene_variable: bool = True
@@ -57,6 +58,8 @@ class SRIConfig:
     geco: Literal["genesis", "emorl", "none"] = "genesis"  # the backbone's GECO flavour (App. A.4.2)
     geco_goal: float = 0.5655  # per pixel-channel, the backbone likelihood's convention
     geco_step: float = 1e-6
+    # none: 1e-6 as App. A.4.2 states it; genesis: x 64^2 / (H W) as the official code (both GECOs of a GENv2 backbone)
+    geco_step_scaling: Literal["none", "genesis"] = "none"
     geco_alpha: float = 0.99
     geco_speedup: float = 10.0
     geco_warm_start: int = 1000  # EMORL flavour only
@@ -67,9 +70,9 @@ class SceneEncoder(nn.Module):
     """Relate (§4.1, App. A.4.1): L residual set-attention layers (Eqs. 30-31) without positional
     encoding, a DeepSets MLP with sum pooling, and linear heads of q(s | f_phi(z_o)) (Eq. 5)."""
 
-    def __init__(self, z: int, s: int, layers: int):
+    def __init__(self, z: int, s: int, layers: int, values: str = "paper"):
         super().__init__()
-        self.layers = nn.ModuleList(RelateLayer(z) for _ in range(layers))
+        self.layers = nn.ModuleList(RelateLayer(z, values) for _ in range(layers))
         self.pool = nn.Sequential(nn.Linear(z, s), nn.GELU())  # checked 5.1: sum -> Linear(64,128) + GELU
         self.mean, self.pre_var = nn.Linear(s, s), nn.Linear(s, s)
 
@@ -82,15 +85,18 @@ class SceneEncoder(nn.Module):
 
 
 class RelateLayer(nn.Module):
-    """Eq. 30: alpha = softmax((z W_k)(z W_q)^T / sqrt(z)), z^_i = sum_j alpha_ij W_v^T [z_j; z_i - z_j];
-    Eq. 31: z'_i = z_i + MLP(LayerNorm(z_i + z^_i)). GELU in the MLPs (App. A.4.1); W_v is the two-layer
-    MLP of the official code (checked 5.1)."""
+    """Eq. 30: alpha = softmax((z W_k)(z W_q)^T / sqrt(z)), z^_i = sum_j alpha_ij W_v^T [z_j; z_i - z_j] with
+    W_v in R^{2z x z}; Eq. 31: z'_i = z_i + MLP(LayerNorm(z_i + z^_i)), GELU in the MLP (App. A.4.1).
+    `values="official"`: the official code's MLP(Linear, GELU, Linear) on [z_i; z_i - z_j] instead (checked 5.1)."""
 
-    def __init__(self, z: int):
+    def __init__(self, z: int, values: str = "paper"):
         super().__init__()
-        self.scale = z ** -0.5
+        if values not in ("paper", "official"):
+            raise ValueError(f"unknown relate_values {values!r} (choose from paper, official)")
+        self.values, self.scale = values, z ** -0.5
         self.w_k, self.w_q = nn.Linear(z, z, bias=False), nn.Linear(z, z, bias=False)
-        self.w_v = nn.Sequential(nn.Linear(2 * z, z), nn.GELU(), nn.Linear(z, z))
+        self.w_v = (nn.Linear(2 * z, z, bias=False) if values == "paper"
+                    else nn.Sequential(nn.Linear(2 * z, z), nn.GELU(), nn.Linear(z, z)))
         self.norm = nn.LayerNorm(z)
         self.mlp = nn.Sequential(nn.Linear(z, z), nn.GELU(), nn.Linear(z, z))
 
@@ -99,7 +105,8 @@ class RelateLayer(nn.Module):
         logits = self.w_q(z) @ self.w_k(z).transpose(1, 2) * self.scale  # [B,K,K], row i: query of slot i
         alpha = logits.softmax(-1)
         z_i, z_j = z.unsqueeze(2).expand(-1, -1, k, -1), z.unsqueeze(1).expand(-1, k, -1, -1)  # [B,K,K,z]
-        v = self.w_v(torch.cat([z_j, z_i - z_j], -1))  # [B,K,K,z]: message from j to i
+        first = z_j if self.values == "paper" else z_i
+        v = self.w_v(torch.cat([first, z_i - z_j], -1))  # [B,K,K,z]: message from j to i
         z_hat = (alpha.unsqueeze(-1) * v).sum(2)  # [B,K,z]
         return z + self.mlp(self.norm(z + z_hat))
 
@@ -125,16 +132,17 @@ def initialise(module: nn.Module, scheme: str) -> None:
 
 
 def _build_backbone(c: SRIConfig) -> nn.Module:
+    genesis = replace(c.genesis_v2, geco_step_scaling=c.geco_step_scaling)
     if c.backbone == "slot_attention":
         if c.order_alignment or c.decoder == "separate":
             raise ValueError("SRI-SA* orders slots by its encoder and decodes with its one decoder (Table 1): "
                              "set order_alignment: false, cross_order_kl: false, decoder: shared")
-        return OrderedSlotAttention(c.genesis_v2, c.slot_attention or SlotOrderConfig())
+        return OrderedSlotAttention(genesis, c.slot_attention or SlotOrderConfig())
     if c.backbone == "genesis_v2":
         if c.genesis_v2.prior != "independent":
             raise ValueError("SRI trains GENESIS-v2 with the slot-wise independent prior (App. A.4.1): "
                              "set genesis_v2.prior: independent")
-        return GenesisV2(c.genesis_v2)
+        return GenesisV2(genesis)
     if c.emorl is None:
         raise ValueError("backbone emorl needs an `emorl` config (EMORLConfig)")
     return EfficientMORL(c.emorl)
@@ -157,7 +165,7 @@ class SRI(OnBackbone, HubModel, paper_url="https://github.com/pemami4911/segrega
             raise ValueError("cross_order_kl needs order_alignment (Table 3b removes both)")
         self.backbone = _build_backbone(c)
         z, s = self.backbone.slot_dim, c.scene_dim
-        self.relate = SceneEncoder(z, s, c.relate_layers) if c.scene_variable else None
+        self.relate = SceneEncoder(z, s, c.relate_layers, c.relate_values) if c.scene_variable else None
         s = s if c.scene_variable else None
         self.prior = SlotLSTM(z, s, c.hidden, ("mean", "pre_var"))  # LSTM_theta
         self.posterior = None if self.ordered else SlotLSTM(z, s, c.hidden, ("pre_var",))  # LSTM_phi
@@ -167,7 +175,7 @@ class SRI(OnBackbone, HubModel, paper_url="https://github.com/pemami4911/segrega
         # the official code's own SBD: same architecture, its own weights
         self.decoder = fresh_copy(self.backbone.decoder) if c.decoder == "separate" else None
         self.geco = geco_for(c.geco, c.geco_goal, self.backbone.config.resolution, c.geco_step, c.geco_alpha,
-                             c.geco_speedup, c.geco_floor, c.geco_warm_start)  # L_SRI's own (App. A.4.2)
+                             c.geco_speedup, c.geco_floor, c.geco_warm_start, c.geco_step_scaling)  # L_SRI's (A.4.2)
 
     @property
     def num_slots(self) -> int:
