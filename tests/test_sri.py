@@ -9,7 +9,7 @@ from common.matching import greedy_matching, hungarian_permutation
 from common.models.genesis_v2 import GenesisV2Config
 from common.prob import DiagonalGaussian
 from papers.emorl.model import EMORLConfig
-from papers.sri.model import SRI, SceneEncoder, SRIConfig
+from papers.sri.model import SRI, RelateLayer, SceneEncoder, SRIConfig
 from papers.sri.slot_order import SlotOrderConfig
 
 SIZE = 32
@@ -43,6 +43,32 @@ def test_scene_posterior_is_invariant_to_the_segregation_order():
     torch.testing.assert_close(q.mean, q_perm.mean, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(q.var, q_perm.var, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(encoder(z_o[:, :4]).mean, q.mean)  # it does read the slots
+
+
+@pytest.mark.parametrize("values", ["paper", "official"])
+def test_relate_layer_is_eq_30_31_by_hand(values):
+    """Eq. 30: z^_i = sum_j alpha_ij W_v^T [z_j; z_i - z_j], W_v in R^{2z x z} (one matrix, no bias); the official
+    code's values are MLP([z_i; z_i - z_j]). Eq. 31: z'_i = z_i + MLP(LayerNorm(z_i + z^_i))."""
+    torch.manual_seed(0)
+    layer, z = RelateLayer(4, values), torch.randn(1, 3, 4)
+    if values == "paper":
+        assert layer.w_v.weight.shape == (4, 8) and layer.w_v.bias is None
+    q, k = layer.w_q(z)[0], layer.w_k(z)[0]  # [K,z]
+    expected = []
+    for i in range(3):
+        alpha = torch.stack([q[i] @ k[j] / 2.0 for j in range(3)]).softmax(0)  # sqrt(z) = 2
+        first = [z[0, j] for j in range(3)] if values == "paper" else [z[0, i]] * 3
+        z_hat = sum(alpha[j] * layer.w_v(torch.cat([first[j], z[0, i] - z[0, j]])) for j in range(3))
+        expected.append(z[0, i] + layer.mlp(layer.norm(z[0, i] + z_hat)))
+    torch.testing.assert_close(layer(z)[0], torch.stack(expected))
+
+
+def test_geco_step_is_the_papers_unless_the_official_scaling_is_asked_for():
+    """App. A.4.2: step 1e-6 for both GECOs; the official code multiplies it by 64^2 / (H W) (96 px: 4/9)."""
+    big = GenesisV2Config(resolution=(96, 96), num_slots=3, feat_dim=16, prior="independent", geco_step=1e-6)
+    for scaling, step in (("none", 1e-6), ("genesis", 1e-6 * 64**2 / 96**2)):
+        model = SRI(SRIConfig(genesis_v2=big, scene_dim=24, hidden=32, geco_step_scaling=scaling))
+        assert model.geco.step_size == pytest.approx(step) and model.backbone.geco.step_size == pytest.approx(step)
 
 
 @pytest.mark.parametrize("decoder", ["shared", "separate"])
@@ -109,9 +135,14 @@ def test_temperature_scales_the_sampled_std():
     (z1, p1), (z_half, p_half) = runs[1.0], runs[0.5]
     torch.testing.assert_close(p1.mean[:, 0], p_half.mean[:, 0])  # same first conditional ...
     torch.testing.assert_close(z_half[:, 0] - p1.mean[:, 0], 0.5 * (z1[:, 0] - p1.mean[:, 0]))  # ... half the spread
+    # sample(): s ~ N(0, tau^2 I) (the first draw), then the rollout at the same tau (Fig. 13 scales both)
+    slots = model.sample(2, 0.5, generator=torch.Generator().manual_seed(2))["slots"]
     g = torch.Generator().manual_seed(2)
-    scenes = torch.stack([model.sample(1, 0.25, generator=g)["slots"][0, 0] for _ in range(2)])
-    assert scenes.shape == (2, 16)  # sample() runs at any temperature
+    eps = torch.randn(2, 24, generator=g)
+    state = g.get_state()
+    torch.testing.assert_close(slots, model.prior.rollout(0.5 * eps, 4, 0.5, generator=g)[0])
+    unscaled_s = model.prior.rollout(eps, 4, 0.5, generator=torch.Generator().set_state(state))[0]
+    assert not torch.allclose(slots, unscaled_s)
 
 
 @pytest.mark.parametrize("switches", [{}, {"scene_variable": False}, {"cross_order_kl": False},
@@ -296,9 +327,27 @@ def test_each_listed_baseline_has_its_shared_genesis_config():
         sri = stage.experiment().model_config["genesis_v2"]
         assert genesis["prior"] == "autoregressive" and genesis["likelihood"] == sri["likelihood"], dataset
         assert (genesis["sigma"], genesis["num_slots"]) == (sri["sigma"], sri["num_slots"]), dataset
-    assert all(baseline_stage(Stage("sri", d, "smoke")) is None for d in settings["variants"] if "emorl" in d)
+    assert all(baseline_stage(Stage("sri", d, "smoke")) is None for d in settings["variants"])  # ablations too
+    assert set(settings["baselines"]) | set(settings["variants"]) == set(settings["datasets"])
     paper = baseline_stage(Stage("sri", "clevr6", "paper"))  # App. A.4: baselines train "the same setup as SRI"
     assert paper.experiment().train.steps == Stage("sri", "clevr6", "paper").experiment().train.steps == 425_000
+
+
+@pytest.mark.slow  # 50 s (MuJoCo scenes, the FID network): `make test-slow`
+def test_emorl_baseline_through_the_cli(tmp_path):
+    """Table 2's EMORL row: EfficientMORL trained on SRI's data and evaluated as SRI is (FID, bits/dim, ARI-FG,
+    the generation order of its independent slots), with no baseline of its own."""
+    import json
+    small = ["data.n_train=4", "data.n_eval=4", "train.steps=1", "train.save_every=1", "train.batch_size=2",
+             "eval.n_samples=4", "eval.bpd_n=4", "eval.ari_n=4", "eval.s_acc_n=4", "eval.order_n=4",
+             "eval.temperatures=[1.0]"]
+    for stage in ("prepare", "train", "evaluate"):
+        out = _cli(tmp_path, stage, "objects_room_emorl_baseline", *small)
+        assert out.returncode == 0, (stage, out.stderr[-2000:])
+    m = json.loads((tmp_path / "reports/sri/objects_room_emorl_baseline-smoke/seeds/seed0/metrics.json").read_text())
+    assert m["model"] == "papers.emorl.model:EfficientMORL" and m["metrics"]["n"] == 4
+    assert m["metrics"]["n_bpd"] == 4 and m["generation_order"]["n"] == 4 and "fid" in m["metrics"]
+    assert m["baseline"]["status"].startswith("none of its own") and "s_acc" not in m
 
 
 def test_genv2_plus_scene_variable_trains_genesis_through_its_scene_conditioned_prior(tmp_path):

@@ -17,6 +17,7 @@ from common.nn import SpatialBroadcastDecoder
 from common.nn.decoders import split_rgb_mask
 from common.output import ModelOutput
 from common.prob import DiagonalGaussian, GECOLagrangeNLL, free_bits, gaussian_nll, masked_mean_image, mixture_nll
+from common.prob.likelihood import HALF_LOG_2PI
 from papers.emorl.modules import ImageEncoder, PriorLayer, RefinementNetwork, StochasticLayer
 
 PRIORS = ("reversed++", "reversed", "bottom_up")
@@ -253,11 +254,29 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
             self.geco.update(out.logs["nll"], ok)
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
-        """Ancestral sample from the reversed hierarchy's top prior N(0, I) (or the bottom-up chain): [n,3,H,W]."""
-        c = self.config
-        z = temperature * torch.randn(n, c.num_slots, c.slot_dim, device=self.lambda0.device)
+    def negative_elbo(self, images: Tensor) -> Tensor:
+        """Single-sample -ELBO per image [B] in nats at the test-time I (SRI's bits/dim convention): the last
+        iteration's NLL under the normalised density (the 1/2 log 2pi per element EMORL drops, added back)
+        plus its KL, KL(q(z^{L,I}) || p) for I >= 1 or Eq. 4's at I = 0."""
+        steps = self.refinement_steps(None)
+        if steps == 0 and self.config.free_bits:
+            raise ValueError("negative_elbo at I = 0 would read free-bits-clamped KLs: set free_bits: null")
+        its = self.infer(images, steps)
+        kl = its["kl_refinement"][-1] if steps else its["kl"][0]  # [B]
+        return its["nll"][-1].detach() + HALF_LOG_2PI * images[0].numel() + kl.detach()
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Ancestral sample of K independent slots (§3.1: the reversed hierarchy's top prior N(0, I), or the
+        bottom-up chain), every std scaled by tau: images [n,3,H,W], masks [n,K,1,H,W], slots [n,K,D]. The
+        slots are drawn independently, hence SRI's "incoherent scenes" baseline (SRI §5, Table 2)."""
+        c, device = self.config, self.lambda0.device
+        noise = lambda: torch.randn(n, c.num_slots, c.slot_dim, generator=generator, device=device)  # [n,K,D]
+        z = temperature * noise()
         if c.prior == "bottom_up":
             for _ in range(c.stochastic_layers - 1):
-                z = self.prior(z).rsample(temperature)
-        return self.decode_image(z)
+                p = self.prior(z)
+                z = p.mean + temperature * p.std * noise()
+        rgb, log_m = self.decode(z)
+        masks = log_m.exp()  # [n,K,1,H,W]
+        return {"images": (masks * rgb).sum(1), "masks": masks, "slots": z}

@@ -25,6 +25,7 @@ from common.profile_judge import profile_judge
 from common.train.experiment import load_scenes
 from common.train.loop import to_float_images
 from common.viz import colour_masks, grid, save_png
+from papers.sri.model import SRI
 
 GENESIS_CONFIGS = ROOT / "common" / "models" / "configs" / "genesis_v2"
 
@@ -45,13 +46,20 @@ class SRIEval:
     seed: int = 0
 
 
+NO_BASELINE = ("none of its own: a Table 3 ablation, SRI-SA* and SRI-EMORL are compared with the SRI and EMORL "
+               "configs of their dataset (SRI-EMORL with clevr6_emorl_baseline); Table 4's GENv2 + scene variable "
+               "and EMORL (*_emorl_baseline) are themselves baselines")
+
+
 def baseline_stage(stage: Stage) -> Stage | None:
     """GENESIS-v2 with its autoregressive prior and the same likelihood (Table 2's GENv2-G / GENv2-MoG rows) on
-    this stage's data, from the shared config; None for SRI-EMORL (EMORL's own runs are in papers/emorl),
-    SRI-SA* (Table 1 compares it with SRI-MoG) and Table 4's GENv2 + scene variable (itself a baseline)."""
+    this stage's data, from the shared config; None for `params.yaml`'s `sri.variants`: the Table 3 ablations
+    (a switch of Table 3 off), SRI-SA* (Table 1 compares it with SRI-MoG), SRI-EMORL, and the baselines that
+    are configs themselves (Table 4's GENv2 + scene variable, EMORL's `*_emorl_baseline`)."""
     exp = stage.experiment()
     mc = exp.model_config
-    if exp.model != "papers.sri.model:SRI" or mc.get("backbone", "genesis_v2") != "genesis_v2":
+    ablation = not all(mc.get(k, True) for k in ("scene_variable", "order_alignment", "cross_order_kl"))
+    if exp.model != "papers.sri.model:SRI" or mc.get("backbone", "genesis_v2") != "genesis_v2" or ablation:
         return None
     flavour = "g" if mc.get("genesis_v2", {}).get("likelihood") == "gaussian" else "mog"
     steps = f"train.steps={exp.train.steps}"  # App. A.4: "the same setup as SRI" (CLEVR6: 425K, not GENv2's 500K)
@@ -67,7 +75,7 @@ def figures(model, out: Path, cfg: SRIEval, test: dict, generator: torch.Generat
         s = model.sample(8, tau, generator=generator)
         rows += [s["images"].cpu(), colour_masks(s["masks"].cpu())]
     paths = {"temperatures": save_png(grid(rows), out / "temperatures.png", scale=2)}
-    if hasattr(model, "infer"):  # SRI: samples with another K, and its imagination rollouts
+    if isinstance(model, SRI):  # samples with another K, and the imagination rollouts
         rows = []
         for k in cfg.other_slots:
             s = model.sample(8, cfg.temperature, generator=generator, num_slots=k)
@@ -115,8 +123,7 @@ def evaluate(stage: Stage) -> Path:
     record.update(dataset=stage.dataset, config=exp.model_config, eval=dataclasses.asdict(cfg))
     base = baseline_stage(stage)
     if base is None:
-        record["baseline"] = {"status": "none of its own (SRI-EMORL's is EfficientMORL in papers/emorl; SRI-SA* is "
-                                        "compared with SRI-MoG; Table 4's GENv2 + scene variable is itself a baseline)"}
+        record["baseline"] = {"status": NO_BASELINE}
     elif (base.run_dir / "model").is_dir():
         record["baseline"] = {**evaluate_run(base.run_dir, cfg, out / "baseline", judge),
                               "label": f"GENESIS-v2, autoregressive prior ({base.config_path.name})"}
