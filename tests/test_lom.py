@@ -2,6 +2,7 @@
 closed form, the stop-gradient into the orderless model, free bits' schedule, slerp, the variants, and the
 from_pretrained round trip."""
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from common.models.genesis_v2 import GenesisV2Config
 from common.prob import DiagonalGaussian
 from common.train.experiment import load_experiment
 from papers.emorl.model import EMORLConfig
-from papers.lom.model import LOM, CausalTransformer, LOMConfig, SceneEncoder, slerp
+from papers.lom.model import LOM, CausalTransformer, LOMConfig, SceneEncoder, lom_emorl_config, slerp
 
 SIZE = 32
 CONFIGS = Path(__file__).resolve().parents[1] / "papers/lom/configs"
@@ -24,6 +25,14 @@ def _model(**kw) -> LOM:
                               likelihood="gaussian", normalised=False, geco_goal=-0.353, geco_step=1e-6)
     kw = {"geco": "genesis", "geco_goal": -0.353, "geco_speedup": 10.0, "free_bits_anneal": (10, 20), **kw}
     return LOM(LOMConfig(backbone="genesis_v2", emorl=None, genesis_v2=genesis, scene_dim=24, **kw))
+
+
+def _lom_emorl(**kw) -> LOM:
+    """LOM-EMORL as its configs build it (`lom_emorl_config`: I = 2, GECO, free bits 0.75 D_z) at toy sizes."""
+    torch.manual_seed(0)
+    emorl = replace(lom_emorl_config(), resolution=(SIZE, SIZE), num_slots=4, slot_dim=16, encoder_channels=(8, 8),
+                    free_bits=0.75 * 16)
+    return LOM(LOMConfig(emorl=emorl, scene_dim=24, **kw))
 
 
 def test_causal_transformers_never_look_ahead():
@@ -95,14 +104,40 @@ def test_slot_kl_factorises_over_slots_after_alignment():
     assert kls["scene_kl"].item() == pytest.approx(scene, rel=1e-4)
 
 
-def test_no_gradient_of_the_lom_terms_reaches_the_orderless_model():
-    model = _model()
+@pytest.mark.parametrize("backbone", ["genesis_v2", "emorl"])
+def test_no_gradient_of_the_lom_terms_reaches_the_orderless_model(backbone):
+    """§3.3's stop_grad(o): the LOM terms train g_phi, the Transformers and LOM's own decoder, never the backbone,
+    while the backbone's own loss from the same pass does reach it."""
+    model = _model() if backbone == "genesis_v2" else _lom_emorl()
     x = torch.rand(2, 3, SIZE, SIZE)
-    loss, *_ = model.lom_loss(x, model.infer(x))
-    loss.backward()
+    t = model.infer(x)
+    loss, *_ = model.lom_loss(x, t)
+    loss.backward(retain_graph=True)
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.backbone.parameters())
     assert all(p.grad is not None for p in model.scene_encoder.parameters())
+    assert all(p.grad is not None for p in model.f_theta.parameters()) and model.w_phi.weight.grad is not None
     assert all(p.grad is not None for p in model.decoder.parameters())  # LOM's own decoder
+    t["segregation"].output.loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.decoder.parameters())
+
+
+@pytest.mark.parametrize("per_slot", [(0.1, 2.0), (0.1, 0.5)], ids=["sum_above_lambda", "sum_below_lambda"])
+def test_emorls_free_bits_sum_the_slot_kls_over_k_before_the_clamp(per_slot):
+    """Eq. 26 on a slot-factorised KL term, through LOM-EMORL's backbone (`hierarchical_kl`, `common.prob.free_bits`):
+    max(lambda, sum_k KL_k), not sum_k max(lambda, KL_k). With per-slot KLs (0.1, 2) lambda that is 2.1 lambda, not
+    3 lambda, and the small slot keeps its gradient; with (0.1, 0.5) lambda it is lambda, not 2 lambda, no gradient."""
+    model = _lom_emorl()
+    lam = model.backbone.config.free_bits  # 0.75 D_z = 12 nats
+    mean = torch.zeros(1, 2, 16)
+    mean[0, :, 0] = (2 * lam * torch.tensor(per_slot)).sqrt()  # KL(N(mu, I) || N(0, I)) = |mu|^2 / 2 = KL_k
+    mean.requires_grad_(True)
+    q = DiagonalGaussian(mean, torch.ones(1, 2, 16))
+    kl, _ = model.backbone.hierarchical_kl([q], [q.mean])  # one layer: its prior is N(0, I)
+    summed, clamped_per_slot = lam * sum(per_slot), sum(lam * max(1.0, k) for k in per_slot)
+    assert kl.item() == pytest.approx(max(lam, summed), rel=1e-5)
+    assert kl.item() != pytest.approx(clamped_per_slot, rel=1e-3)
+    kl.sum().backward()
+    assert (mean.grad[0, 0, 0] != 0) == (summed > lam)  # per slot, the 0.1 lambda slot would get none
 
 
 def test_scene_free_bits_anneal_over_the_last_steps():
