@@ -45,12 +45,20 @@ def test_config_composes_and_builds_what_it_writes(path, profile):
                                   and not load_yaml(p).get("eval", {}).get("run_of")],
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_config_model_runs_on_its_own_data(path):
+    """Evaluation's forward, then one training step: the loss's backward reaches the parameters and the
+    model's own after-step update (GECO) takes it."""
     exp = load_experiment(path, "smoke")
     _, batch = generate_split(exp.data.name, 1, exp.data.seed, exp.data.eval_split, exp.data.params)
     images = to_float_images(torch.from_numpy(batch["image"]))
+    torch.manual_seed(0)
     model = build_model(exp).eval()
     with torch.no_grad():
         out = model(images)
     out.check(images)  # recon, masks and slots shaped for this data's resolution
     slots = getattr(model, "num_slots", None) or model.config.num_slots  # SRI: its backbone's K
     assert out.masks.shape[1] == slots
+    out = model.train()(images)
+    out.loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    if hasattr(model, "after_step"):
+        model.after_step(out)
