@@ -69,6 +69,7 @@ def test_geco_step_is_the_papers_unless_the_official_scaling_is_asked_for():
     for scaling, step in (("none", 1e-6), ("genesis", 1e-6 * 64**2 / 96**2)):
         model = SRI(SRIConfig(genesis_v2=big, scene_dim=24, hidden=32, geco_step_scaling=scaling))
         assert model.geco.step_size == pytest.approx(step) and model.backbone.geco.step_size == pytest.approx(step)
+        assert model.config.genesis_v2.geco_step_scaling == scaling  # what config.json saves is what ran
 
 
 @pytest.mark.parametrize("decoder", ["shared", "separate"])
@@ -341,13 +342,16 @@ def test_emorl_baseline_through_the_cli(tmp_path):
     small = ["data.n_train=4", "data.n_eval=4", "train.steps=1", "train.save_every=1", "train.batch_size=2",
              "eval.n_samples=4", "eval.bpd_n=4", "eval.ari_n=4", "eval.s_acc_n=4", "eval.order_n=4",
              "eval.temperatures=[1.0]"]
-    for stage in ("prepare", "train", "evaluate"):
+    for stage in ("prepare", "train", "evaluate", "report"):
         out = _cli(tmp_path, stage, "objects_room_emorl_baseline", *small)
         assert out.returncode == 0, (stage, out.stderr[-2000:])
     m = json.loads((tmp_path / "reports/sri/objects_room_emorl_baseline-smoke/seeds/seed0/metrics.json").read_text())
     assert m["model"] == "papers.emorl.model:EfficientMORL" and m["metrics"]["n"] == 4
     assert m["metrics"]["n_bpd"] == 4 and m["generation_order"]["n"] == 4 and "fid" in m["metrics"]
     assert m["baseline"]["status"].startswith("none of its own") and "s_acc" not in m
+    report = (tmp_path / "reports/sri/objects_room_emorl_baseline-smoke/report.md").read_text()
+    assert "EMORL: FID (Table 2) | 178.3 ± 27" in report and "| EfficientMORL (ours) |" in report
+    assert "GENESIS-v2 baseline (ours)" not in report and "not a replication" in report
 
 
 def test_genv2_plus_scene_variable_trains_genesis_through_its_scene_conditioned_prior(tmp_path):

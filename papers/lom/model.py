@@ -163,7 +163,7 @@ def build_backbone(c: LOMConfig) -> nn.Module:
     if c.genesis_v2 is None or c.genesis_v2.prior != "independent":
         raise ValueError("LOM-GENv2 disables GENESIS-v2's autoregressive prior (App. A.4.1): give a genesis_v2 "
                          "config with prior: independent")
-    return GenesisV2(replace(c.genesis_v2, geco_step_scaling=c.geco_step_scaling))
+    return GenesisV2(c.genesis_v2)
 
 
 class LOM(OnBackbone, HubModel):
@@ -177,6 +177,8 @@ class LOM(OnBackbone, HubModel):
 
     def __init__(self, config: LOMConfig):
         super().__init__()
+        if config.genesis_v2 is not None:  # the backbone's GECO takes LOM's step scaling; the saved config says so
+            config = replace(config, genesis_v2=replace(config.genesis_v2, geco_step_scaling=config.geco_step_scaling))
         self.config = c = config
         self.backbone = build_backbone(c)
         z, s = self.backbone.slot_dim, c.scene_dim

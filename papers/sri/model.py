@@ -132,17 +132,16 @@ def initialise(module: nn.Module, scheme: str) -> None:
 
 
 def _build_backbone(c: SRIConfig) -> nn.Module:
-    genesis = replace(c.genesis_v2, geco_step_scaling=c.geco_step_scaling)
     if c.backbone == "slot_attention":
         if c.order_alignment or c.decoder == "separate":
             raise ValueError("SRI-SA* orders slots by its encoder and decodes with its one decoder (Table 1): "
                              "set order_alignment: false, cross_order_kl: false, decoder: shared")
-        return OrderedSlotAttention(genesis, c.slot_attention or SlotOrderConfig())
+        return OrderedSlotAttention(c.genesis_v2, c.slot_attention or SlotOrderConfig())
     if c.backbone == "genesis_v2":
         if c.genesis_v2.prior != "independent":
             raise ValueError("SRI trains GENESIS-v2 with the slot-wise independent prior (App. A.4.1): "
                              "set genesis_v2.prior: independent")
-        return GenesisV2(genesis)
+        return GenesisV2(c.genesis_v2)
     if c.emorl is None:
         raise ValueError("backbone emorl needs an `emorl` config (EMORLConfig)")
     return EfficientMORL(c.emorl)
@@ -160,7 +159,9 @@ class SRI(OnBackbone, HubModel, paper_url="https://github.com/pemami4911/segrega
 
     def __init__(self, config: SRIConfig):
         super().__init__()
-        self.config = c = config
+        # the backbone's GECO takes SRI's step scaling, and the saved config says so
+        self.config = c = replace(config, genesis_v2=replace(config.genesis_v2,
+                                                             geco_step_scaling=config.geco_step_scaling))
         if not c.order_alignment and c.cross_order_kl:
             raise ValueError("cross_order_kl needs order_alignment (Table 3b removes both)")
         self.backbone = _build_backbone(c)

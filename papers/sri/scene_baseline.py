@@ -27,11 +27,13 @@ def _independent() -> GenesisV2Config:
 class GenesisV2SceneConfig:
     """GENv2-MoG on ShapeStacks (Table 4) with SRI's |s| = 128 and L = 3. `genesis_v2` gives the encoder,
     decoder, likelihood and GECO (set its prior to independent: this model owns the scene-conditioned one,
-    GENESIS-v2's LSTM(4F) = 256 units at F = 64); `init` is SRI's, for Relate (App. A.4.1)."""
+    GENESIS-v2's LSTM(4F) = 256 units at F = 64); `relate_values` and `init` are SRI's, for Relate (Eq. 30,
+    App. A.4.1)."""
 
     genesis_v2: GenesisV2Config = field(default_factory=_independent)
     scene_dim: int = 128
     relate_layers: int = 3
+    relate_values: str = "paper"  # SRI's Relate (Eq. 30), or "official" (SRIConfig.relate_values)
     init: str = "xavier"
 
 
@@ -45,7 +47,7 @@ class GenesisV2Scene(HubModel, paper_url="https://github.com/pemami4911/segregat
             raise ValueError("GENv2 + scene variable replaces GENESIS-v2's prior: set genesis_v2.prior: independent")
         self.genesis = GenesisV2(c.genesis_v2)  # encoder, decoder, likelihood; its GECO balances the whole loss
         z = c.genesis_v2.feat_dim
-        self.relate = SceneEncoder(z, c.scene_dim, c.relate_layers)
+        self.relate = SceneEncoder(z, c.scene_dim, c.relate_layers, c.relate_values)
         self.prior = AutoregressivePrior(z, c.scene_dim)  # GENESIS-v2's, conditioned on s; its own initialisation
         initialise(self.relate, c.init)
 
