@@ -102,6 +102,23 @@ def test_resume_refuses_other_data_behind_the_same_path(tmp_path, capsys):
     assert "the training data changed since this run started" in capsys.readouterr().err
 
 
+def test_resume_follows_the_same_data_to_another_folder(tmp_path, capsys):
+    """A run carried to another machine finds its data elsewhere: the same images resume, others are refused."""
+    import shutil
+
+    from common.data import generate_dataset
+    first, moved, other = tmp_path / "first", tmp_path / "moved", tmp_path / "other"
+    generate_dataset("toy_shapes", first, {"train": 40, "test": 8}, seed=0, params={"size": 16, "max_objects": 2})
+    generate_dataset("toy_shapes", other, {"train": 40, "test": 8}, seed=1, params={"size": 16, "max_objects": 2})
+    assert _train(tmp_path, _with(data={"path": str(first)}), "--out", str(tmp_path / "run"), "--stop-at", "4") == 0
+    shutil.move(first, moved)
+    assert _train(tmp_path, _with(data={"path": str(other)}), "--out", str(tmp_path / "run"), "--resume") == 2
+    assert "the training data changed since this run started" in capsys.readouterr().err
+    assert _train(tmp_path, _with(data={"path": str(moved)}), "--out", str(tmp_path / "run"), "--resume") == 0
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]["path"] == str(moved)
+    assert (tmp_path / "run" / "model").is_dir()
+
+
 def _stopped_run(tmp_path) -> Path:
     assert _train(tmp_path, TINY, "--out", str(tmp_path / "run"), "--stop-at", "4") == 0
     return tmp_path / "run" / "checkpoints" / "step_00000004"

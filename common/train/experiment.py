@@ -13,8 +13,10 @@ from common.config import ConfigError, at_least, deep_merge, flatten, from_dict,
 from common.data import GENERATORS, SceneMeta, generate_split, load_meta, load_split
 from common.train.loop import TrainConfig
 
-# Keys that may change between a run and its resumption: they do not alter the trajectory.
-RESUMABLE_KEYS = {"train.steps", "train.save_every", "train.keep_last", "train.log_every"}
+# Keys that may change between a run and its resumption: they do not alter the trajectory. `data.path` is where
+# the images are, which moves with the run (another machine, another output root: common.lease); whether they
+# are the same images is the SHA-256 the run recorded in data.json (common.train.__main__.check_data).
+RESUMABLE_KEYS = {"train.steps", "train.save_every", "train.keep_last", "train.log_every", "data.path"}
 
 
 @dataclass
