@@ -7,7 +7,8 @@ import torch
 
 from common.metrics import generative
 from common.metrics.fid import frechet_distance
-from common.metrics.generative import bits_per_dim, evaluate_samples, fid_infinity, kid, quantise, real_images
+from common.metrics.generative import (bits_per_dim, evaluate_samples, fid_infinity, generation_order, kid, quantise,
+                                       real_images)
 
 
 def test_quantise_rounds_and_the_official_truncation_floors():
@@ -191,3 +192,18 @@ def test_a_deferred_fid_finished_where_the_network_is_equals_the_one_computed_at
     (tmp_path / "run" / "metrics.json").write_text(json.dumps(record))
     assert metrics_cli.main(["fid-deferred", "--images", str(tmp_path / "nowhere"), str(tmp_path)]) == 2
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == record  # nothing half-written
+
+
+def test_generation_order_on_hand_made_masks():
+    """Four samples, K = 3, 2x2 images: the background (largest mask) is slot 0 in three samples, slot 2 in one."""
+    def sample(background: int, other: int) -> torch.Tensor:
+        m = torch.zeros(3, 1, 2, 2)  # [K,1,H,W]
+        m[background].fill_(1.0)
+        m[background, 0, 0, 0], m[other, 0, 0, 0] = 0.0, 1.0  # `other` takes one pixel of four
+        return m
+    masks = torch.stack([sample(0, 1), sample(0, 2), sample(2, 1), sample(0, 1)])  # [4,3,1,2,2]
+    g = generation_order(masks)
+    assert g["background_slot_agreement"] == 0.75 and g["background_slot"] == 0 and g["n"] == 4
+    assert g["background_slot_histogram"] == [3, 0, 1]
+    # mean area per slot: slot 0 has 3/4 in three samples, slot 1 1/4 in three, slot 2 1/4 once and 3/4 once
+    assert g["mean_area_per_slot"] == pytest.approx([9 / 16, 3 / 16, 4 / 16])
