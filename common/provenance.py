@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINING_RECORD = "training.json"  # training segments: in each checkpoint, the final model and the run folder
+COMMIT_ENV = "OCREPRO_COMMIT"  # the commit of a tree copied without .git (a leased machine: common.lease --commit)
 
 
 def code_changes(porcelain: str) -> list[str]:
@@ -22,14 +24,16 @@ def code_changes(porcelain: str) -> list[str]:
 
 
 def git_commit() -> str:
-    """HEAD, with "-dirty" when a tracked file other than the pipelines' own outputs differs from it."""
+    """HEAD, with "-dirty" when a tracked file other than the pipelines' own outputs differs from it; where the
+    tree has no git repository, $OCREPRO_COMMIT as stated by whoever copied it there, else "unknown"."""
+    stated = os.environ.get(COMMIT_ENV) or "unknown"
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                 capture_output=True, text=True, timeout=10).stdout
-        return out.stdout.strip() + ("-dirty" if code_changes(status) else "") if out.returncode == 0 else "unknown"
+        return out.stdout.strip() + ("-dirty" if code_changes(status) else "") if out.returncode == 0 else stated
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return stated
 
 
 def hardware() -> str:

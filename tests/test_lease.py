@@ -1,0 +1,184 @@
+"""common.lease: what a time-boxed lease runs, what its bundle carries, and that the bundle comes back intact."""
+import io
+import json
+import random
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from common import lease as L
+from common import provenance
+
+
+def _write(path: Path, data: bytes = b"x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """An unfinished main run (checkpoints 10 and 20), a finished sweep run (checkpoint and model), a report."""
+    root = tmp_path / "root"
+    main = root / "runs/emorl/tetrominoes-short/seed0"
+    for step in (10, 20):
+        _write(main / f"checkpoints/step_{step:08d}/model.safetensors", bytes([step]) * 100)
+    _write(main / "config.yaml"), _write(main / "logs/train.tsv")
+    sweep = root / "runs/emorl/tetrominoes-short-sweep/seed0/T1"
+    _write(sweep / "checkpoints/step_00000005/model.safetensors"), _write(sweep / "model/model.safetensors")
+    _write(root / "reports/emorl/tetrominoes-short/seeds/seed0/metrics.json", b"{}")
+    _write(root / "reports/emorl/clevr6-short/seeds/seed0/metrics.json", b"{}")  # another dataset: stays
+    return root
+
+
+def test_bundle_keeps_the_latest_checkpoint_of_an_unfinished_run_and_none_of_a_finished_one(runs):
+    lease = L.Lease("emorl", "tetrominoes", "short", minutes=9)
+    got = sorted(str(p.relative_to(runs)) for p in L.bundle_paths(runs, lease))
+    assert got == ["reports/emorl/tetrominoes-short/seeds/seed0/metrics.json",
+                   "runs/emorl/tetrominoes-short-sweep/seed0/T1/model/model.safetensors",
+                   "runs/emorl/tetrominoes-short/seed0/checkpoints/step_00000020/model.safetensors",
+                   "runs/emorl/tetrominoes-short/seed0/config.yaml",
+                   "runs/emorl/tetrominoes-short/seed0/logs/train.tsv"]
+    assert L.latest_step(runs / "runs/emorl") == 20
+
+
+def test_bundle_in_parts_comes_back_byte_for_byte(runs, tmp_path):
+    lease = L.Lease("emorl", "tetrominoes", "short", minutes=9)
+    files = L.bundle_paths(runs, lease)
+    big = _write(runs / "runs/emorl/tetrominoes-short/seed0/checkpoints/step_00000020/optimizer.bin",
+                 random.Random(0).randbytes(30_000))  # incompressible: about four parts
+    files.append(big)
+    out = tmp_path / "out"
+    parts = L.write_bundle(runs, files, out, lease.name, part_mib=8 / 1024, max_parts=8)  # 8 KiB parts
+    assert len(parts) > 1 and all(p["bytes"] <= 8 * 1024 for p in parts)
+    (out / f"{lease.name}.lease.json").write_text(json.dumps({"parts": parts}))
+    dest = tmp_path / "dest"
+    written = L.unpack([out / p["file"] for p in reversed(parts)], dest)  # order given does not matter
+    assert sorted(written) == sorted(str(f.relative_to(runs)) for f in files)
+    assert _tree(dest) == {k: v for k, v in _tree(runs).items() if k in written}
+
+
+def test_unpack_refuses_overwriting_damage_and_unsafe_paths(runs, tmp_path):
+    lease = L.Lease("emorl", "tetrominoes", "short", minutes=9)
+    out, dest = tmp_path / "out", tmp_path / "dest"
+    parts = L.write_bundle(runs, L.bundle_paths(runs, lease), out, lease.name, 16, 8)
+    (out / f"{lease.name}.lease.json").write_text(json.dumps({"parts": parts}))
+    bundle = out / parts[0]["file"]
+    L.unpack([bundle], dest)
+    with pytest.raises(L.LeaseError, match="exist already"):
+        L.unpack([bundle], dest)
+    L.unpack([bundle], dest, replace=True)
+    data = bytearray(bundle.read_bytes())
+    data[len(data) // 2] ^= 1  # one flipped bit
+    bundle.write_bytes(bytes(data))
+    with pytest.raises(L.LeaseError, match="damaged in transit"):
+        L.unpack([bundle], tmp_path / "elsewhere")
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w:gz") as tar:
+        info = tarfile.TarInfo("../escape.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    _write(tmp_path / "evil.tar.gz", evil.getvalue())
+    with pytest.raises(L.LeaseError, match="only relative paths"):
+        L.unpack([tmp_path / "evil.tar.gz"], dest)
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_a_bundle_over_its_parts_is_refused_and_nothing_is_written(runs, tmp_path):
+    lease = L.Lease("emorl", "tetrominoes", "short", minutes=9)
+    _write(runs / "runs/emorl/tetrominoes-short/seed0/checkpoints/step_00000020/optimizer.bin",
+           random.Random(1).randbytes(4_000))
+    with pytest.raises(L.LeaseError, match="more than 2 parts.*largest files: runs/emorl/tetrominoes-short/seed0/"
+                                           "checkpoints/step_00000020/optimizer.bin"):
+        L.write_bundle(runs, L.bundle_paths(runs, lease), tmp_path / "out", lease.name, 1 / 1024, 2)
+    assert not (tmp_path / "out").exists()
+
+
+class FakeStages:
+    """Stands in for common.lease.spawn: records each pipeline command and answers with the exit code given."""
+
+    def __init__(self, codes: dict[str, int]):
+        self.codes, self.calls = codes, []
+
+    def __call__(self, cmd, log, env):
+        stage = cmd[3]
+        self.calls.append((stage, cmd, env))
+        log.write_text(f"{stage} ran\n")
+        return self.codes.get(stage, 0)
+
+
+def test_training_gets_the_budget_left_and_a_budget_stop_skips_evaluation(runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("OCREPRO_OUTPUT_ROOT", str(runs))
+    fake = FakeStages({"train": L.EXIT_BUDGET})
+    monkeypatch.setattr(L, "spawn", fake)
+    lease = L.Lease("emorl", "tetrominoes", "short", minutes=9, reserve=2, overrides=("train.mixed_precision=bf16",))
+    summary = L.run(lease, tmp_path / "out")
+    assert [c[0] for c in fake.calls] == ["prepare", "train"]
+    train = fake.calls[1][1]
+    assert train[2:] == ["papers.emorl.pipeline", "train", "--dataset", "tetrominoes", "--profile", "short", "--seed",
+                         "0", "--set", "train.mixed_precision=bf16", "--max-minutes", train[-1]]
+    assert 6.9 < float(train[-1]) <= 7.0  # 9 minutes less the 2 reserved, less what prepare took
+    assert not summary["trained"] and not summary["evaluated"] and summary["step"] == 20
+    assert [s["status"] for s in summary["stages"]] == ["done", "budget spent"]
+    written = json.loads((tmp_path / "out" / f"{lease.name}.lease.json").read_text())
+    assert written["parts"] == summary["parts"] and (tmp_path / "out" / summary["parts"][0]["file"]).is_file()
+
+
+def test_a_finished_training_runs_the_extra_stages_then_evaluation_and_report(runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("OCREPRO_OUTPUT_ROOT", str(runs))
+    fake = FakeStages({})
+    monkeypatch.setattr(L, "spawn", fake)
+    lease = L.Lease("iodine", "tetrominoes", "short", minutes=9, extra=("sweep",))
+    summary = L.run(lease, tmp_path / "out")
+    assert [c[0] for c in fake.calls] == ["prepare", "train", "sweep", "evaluate", "report"]
+    assert 6.9 < float(fake.calls[2][2]["OCREPRO_MAX_MINUTES"]) <= 7.0  # the sweep's own budget
+    assert summary["trained"] and summary["evaluated"]
+    logs = list((runs / "reports/iodine/tetrominoes-short/leases").glob("seed0-*/evaluate.log"))
+    assert len(logs) == 1 and logs[0].read_text() == "evaluate ran\n"
+
+
+def test_a_spent_budget_and_bad_arguments_are_refused(capsys):
+    with pytest.raises(L.LeaseError, match="no time left to train"):
+        L.training_minutes(L.Lease("emorl", "tetrominoes", "short", minutes=3, reserve=2), elapsed_s=61)
+    assert L.main(["run", "--paper", "emorl", "--dataset", "tetrominoes", "--minutes", "0", "--out", "x"]) == 2
+    assert "--minutes must be > 0" in capsys.readouterr().err
+
+
+def test_a_tree_without_git_states_its_commit(tmp_path, monkeypatch):
+    monkeypatch.setattr(provenance, "ROOT", tmp_path)  # not inside any repository
+    monkeypatch.delenv(provenance.COMMIT_ENV, raising=False)
+    assert provenance.git_commit() == "unknown"
+    monkeypatch.setenv(provenance.COMMIT_ENV, "086a558")
+    assert provenance.git_commit() == "086a558"
+
+
+def test_a_stage_log_tail_shows_one_progress_line():
+    log = "resuming\n 10%| 1/10 [00:01, 1.00it/s]\r 20%| 2/10 [00:02, 1.00it/s]\r 30%| 3/10 [00:03, 2.00s/it]\ndone\n"
+    assert L._last_lines(log, 8) == ["resuming", " 30%| 3/10 [00:03, 2.00s/it]", "done"]
+    assert L._last_lines(log, 2) == [" 30%| 3/10 [00:03, 2.00s/it]", "done"]
+
+
+@pytest.mark.slow
+def test_a_real_lease_stops_at_its_budget_and_resumes_from_its_bundle_elsewhere(tmp_path, monkeypatch):
+    """EMORL smoke through the real pipeline: a budget stop packs the checkpoint; unpacked under another output
+    root (where the data lands at another path), the same lease resumes it, finishes and evaluates."""
+    settings = dict(overrides=("train.steps=4", "train.save_every=2", "train.log_every=1"), report=False)
+    budget = L.training_minutes
+    monkeypatch.setattr(L, "training_minutes", lambda lease, elapsed_s: 0.01)  # stops after its first step
+    monkeypatch.setenv("OCREPRO_OUTPUT_ROOT", str(tmp_path / "a"))
+    first = L.run(L.Lease("emorl", "tetrominoes", "smoke", minutes=30, **settings), tmp_path / "out")
+    assert [s["status"] for s in first["stages"]] == ["done", "budget spent"] and first["step"] < 4
+    monkeypatch.setattr(L, "training_minutes", budget)
+    monkeypatch.setenv("OCREPRO_OUTPUT_ROOT", str(tmp_path / "b"))
+    L.unpack([tmp_path / "out" / p["file"] for p in first["parts"]], tmp_path / "b")
+    second = L.run(L.Lease("emorl", "tetrominoes", "smoke", minutes=30, **settings), tmp_path / "out2")
+    assert second["trained"] and second["evaluated"] and second["step"] == 4
+    run = tmp_path / "b/runs/emorl/tetrominoes-smoke/seed0"
+    segments = json.loads((run / "model/training.json").read_text())["segments"]
+    assert [(s["from"], s["to"]) for s in segments] == [(0, first["step"]), (first["step"], 4)]
+    assert (tmp_path / "b/reports/emorl/tetrominoes-smoke/seeds/seed0/metrics.json").is_file()
