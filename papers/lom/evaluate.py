@@ -50,6 +50,7 @@ class LOMEval:
     retrieval_queries: int = 4  # held-out queries, one figure row pair each
     interpolation_steps: int = 8  # Fig. 4: slerp between two prior samples
     dci: bool = False  # Table 3 (CLEVR6)
+    dci_estimators: tuple[str, ...] = ("paper", "official")  # as EMORL's Table 3 on CLEVR6 (papers/emorl/README.md)
     dci_n: int = 320
     quantisation: str = "truncate"  # GENESIS-v2's compute_fid, whose 10K-vs-10K protocol LOM follows (README)
     batch_size: int = 100
@@ -58,8 +59,9 @@ class LOMEval:
 
 @torch.no_grad()
 def table3(model, exp, cfg: LOMEval) -> dict:
-    """DCI (paper's estimator) of the ordered posterior means against the object factors, slots and objects
-    paired by the IoU of the masks LOM's decoder draws from the means (EMORL App. E.2's protocol)."""
+    """DCI of the ordered posterior means against the object factors, slots and objects paired by the IoU of the
+    masks LOM's decoder draws from the means (EMORL App. E.2's protocol), once per estimator in
+    cfg.dci_estimators, as EMORL's Table 3: {"dci": the paper's, "dci_official": the released code's}."""
     meta, test = load_scenes(exp.data, exp.data.eval_split, cfg.dci_n)
     specs = [f for f in meta.factors if f.name in CLEVR_FACTORS]
     x = to_float_images(test["image"]).to(device_of(model))
@@ -69,9 +71,10 @@ def table3(model, exp, cfg: LOMEval) -> dict:
                                                      {s.name: test[f"factor.{s.name}"] for s in specs}, specs,
                                                      meta.num_background)
     if len(codes) < 4:  # an untrained model's masks match few objects
-        return {"status": f"DCI needs at least 4 slots matched to objects, got {len(codes)}"}
-    d = dci(codes, factors, kinds, seed=cfg.seed, estimator="paper")
-    return {k: d[k] for k in ("disentanglement", "completeness", "informativeness", "n_objects")} | {"factors": names}
+        return {"dci": {"status": f"DCI needs at least 4 slots matched to objects, got {len(codes)}"}}
+    keep = ("disentanglement", "completeness", "informativeness", "n_objects")
+    return {"dci" if e == "paper" else f"dci_{e}": {k: d[k] for k in keep} | {"factors": names, "estimator": e}
+            for e in cfg.dci_estimators for d in [dci(codes, factors, kinds, seed=cfg.seed, estimator=e)]}
 
 
 @torch.no_grad()
@@ -151,7 +154,7 @@ def evaluate(stage: Stage) -> Path:
         real = test["image"][:cfg.n_samples].permute(0, 3, 1, 2)  # uint8 [N,3,H,W]
         record["fid_by_temperature"] = fid_by_temperature(model, real, cfg, generator, record["metrics"])
     if cfg.dci:
-        record["dci"] = table3(model, exp, cfg)
+        record.update(table3(model, exp, cfg))
     record["figures"] = figures(model, out, cfg, generator)
     if cfg.retrieval and has_scene(model):
         database = load_scenes(exp.data, exp.data.train_split, min(cfg.retrieval_n, exp.data.n_train))[1]["image"]

@@ -27,10 +27,11 @@ from papers.emorl.model import EfficientMORL, EMORLConfig
 
 def lom_emorl_config() -> EMORLConfig:
     """EMORL as LOM-EMORL trains it (App. A.4.1-2) on ShapeStacks: I = 2, Gaussian sigma 0.7, K = 9, |z| = 64,
-    free bits 0.75 D_z on each KL term, GECO -0.351 per pixel-channel with step 1e-6 and acceleration 50."""
+    free bits 0.75 D_z on each KL term, GECO -0.351 per pixel-channel with step 1e-6 and acceleration 50, the
+    encoder reading inputs in [-1, 1]."""
     return EMORLConfig(resolution=(64, 64), num_slots=9, slot_dim=64, decoder="iodine", likelihood="gaussian",
                        sigma=0.7, refinement_steps=2, geco_target=-0.351, geco_step=1e-6, geco_acceleration=50.0,
-                       free_bits=0.75 * 64)
+                       free_bits=0.75 * 64, encoder_input="signed")
 
 
 @dataclass
