@@ -311,3 +311,31 @@ def test_table3_reports_both_of_emorls_dci_estimators(monkeypatch):
         assert out[key]["estimator"] == estimator and out[key]["factors"] == ["x", "shape"]
         assert all(out[key][k] == want[k] for k in ("disentanglement", "completeness", "informativeness"))
     assert out["dci"]["informativeness"] != out["dci_official"]["informativeness"]  # two estimators, not one twice
+
+
+def test_fid_by_temperature_samples_each_tau_once_and_reuses_the_evaluations_own(monkeypatch):
+    """Fig. 7: one FID per temperature over n_samples, samples drawn at that tau; the evaluation's own tau reuses
+    its FID; without a network the sweep says so instead of a number."""
+    from types import SimpleNamespace
+
+    from papers.lom import evaluate as ev
+    drawn, calls = [], []
+
+    def fake_evaluate_samples(real, sample, n, *, key, temperature, quantisation, cache_dir):
+        sample(2)  # draws through the model at this temperature
+        calls.append((n, temperature, quantisation))
+        return {"fid": 100 * temperature}
+
+    monkeypatch.setattr(ev, "evaluate_samples", fake_evaluate_samples)
+    def sample(b, tau, generator=None):
+        drawn.append(tau)
+        return {"images": torch.zeros(b, 3, 4, 4)}
+
+    model = SimpleNamespace(sample=sample)
+    cfg = ev.LOMEval(n_samples=8, fid_temperatures=(0.6, 0.8, 1.0))
+    real = torch.zeros(8, 3, 4, 4, dtype=torch.uint8)
+    out = ev.fid_by_temperature(model, real, cfg, None, {"fid": 12.5, "temperature": 0.8})
+    assert out == {"fid": {"0.6": 60.0, "0.8": 12.5, "1.0": 100.0}, "n": 8}
+    assert drawn == [0.6, 1.0] and calls == [(8, 0.6, "truncate"), (8, 1.0, "truncate")]
+    without = ev.fid_by_temperature(model, real, cfg, None, {"fid": None, "status": "unavailable"})
+    assert without == {"status": "not computed: FID unavailable"}
