@@ -83,7 +83,8 @@ def run_stage(lease: Lease, stage: str, logs: Path, max_minutes: float | None = 
     """One pipeline stage in its own process, its output in logs/<stage>.log; prints its last lines."""
     logs.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    code = spawn(lease.command(stage, max_minutes), logs / f"{stage}.log", {**os.environ, **(env or {})})
+    quiet = {"TQDM_MININTERVAL": "5"}  # a progress line every 5 s, not 10 a second: the logs travel and are kept
+    code = spawn(lease.command(stage, max_minutes), logs / f"{stage}.log", {**quiet, **os.environ, **(env or {})})
     status = {0: "done", EXIT_BUDGET: "budget spent"}.get(code, "failed")
     lease.stages.append({"stage": stage, "status": status, "exit": code, "seconds": round(time.monotonic() - start, 1)})
     tail = _last_lines((logs / f"{stage}.log").read_text(errors="replace"), 8)

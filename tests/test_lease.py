@@ -137,6 +137,7 @@ def test_a_finished_training_runs_the_extra_stages_then_evaluation_and_report(ru
     summary = L.run(lease, tmp_path / "out")
     assert [c[0] for c in fake.calls] == ["prepare", "train", "sweep", "evaluate", "report"]
     assert 6.9 < float(fake.calls[2][2]["OCREPRO_MAX_MINUTES"]) <= 7.0  # the sweep's own budget
+    assert all(env["TQDM_MININTERVAL"] == "5" for _, _, env in fake.calls)  # short logs
     assert summary["trained"] and summary["evaluated"]
     logs = list((runs / "reports/iodine/tetrominoes-short/leases").glob("seed0-*/evaluate.log"))
     assert len(logs) == 1 and logs[0].read_text() == "evaluate ran\n"
