@@ -72,9 +72,17 @@ def test_geco_step_is_the_papers_unless_the_official_scaling_is_asked_for():
         assert model.config.genesis_v2.geco_step_scaling == scaling  # what config.json saves is what ran
 
 
+def _sri_emorl(**kw) -> SRI:
+    torch.manual_seed(0)
+    emorl = EMORLConfig(resolution=(SIZE, SIZE), num_slots=3, slot_dim=16, encoder_channels=(8, 8),
+                        refinement_steps=2, geco_target=-2.0)
+    return SRI(SRIConfig(backbone="emorl", emorl=emorl, scene_dim=24, hidden=32, geco="emorl", geco_goal=-2.265, **kw))
+
+
+@pytest.mark.parametrize("backbone", ["genesis_v2", "emorl"])
 @pytest.mark.parametrize("decoder", ["shared", "separate"])
-def test_no_gradient_of_the_sri_loss_reaches_the_backbone(decoder):
-    model = _model(decoder=decoder)
+def test_no_gradient_of_the_sri_loss_reaches_the_backbone(decoder, backbone):
+    model = _model(decoder=decoder) if backbone == "genesis_v2" else _sri_emorl(decoder=decoder)
     x = torch.rand(2, 3, SIZE, SIZE)
     loss, *_ = model.sri_loss(x, model.infer(x))
     loss.backward()
@@ -84,6 +92,22 @@ def test_no_gradient_of_the_sri_loss_reaches_the_backbone(decoder):
     else:  # §4.3's shared SBD learns from both losses; the backbone's inference network never from L_SRI
         assert touched and all(n.startswith("decoder.") for n in touched)
     assert all(p.grad is not None for p in model.relate.parameters())  # the SRI networks do learn
+
+
+def test_q_s_through_infer_is_invariant_to_the_order_of_the_segregation_slots(monkeypatch):
+    """Algorithm 2 line 3 inside SRI.infer: permuting the backbone's K slots (means, stds, samples) leaves q(s|x)."""
+    model = _model()
+    x = torch.rand(2, 3, SIZE, SIZE)
+    seg = model.backbone.segregate(x)
+    perm = torch.tensor([2, 0, 3, 1])
+    shuffled = type(seg)(seg.mean[:, perm], seg.std[:, perm], seg.sample[:, perm], seg.output)
+    monkeypatch.setattr(model.backbone, "segregate", lambda *args: seg)  # infer segregates: hand it each order
+    q = model.infer(x)["q_s"]
+    monkeypatch.setattr(model.backbone, "segregate", lambda *args: shuffled)
+    q_perm = model.infer(x)["q_s"]
+    assert not torch.equal(seg.sample, shuffled.sample)
+    torch.testing.assert_close(q.mean, q_perm.mean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(q.var, q_perm.var, atol=1e-5, rtol=1e-5)
 
 
 def test_the_aligned_posterior_is_the_segregation_means_permuted_by_the_matching():
@@ -173,9 +197,7 @@ def test_ablation_switches():
 
 
 def test_sri_emorl_builds_and_trains_a_step():
-    emorl = EMORLConfig(resolution=(SIZE, SIZE), num_slots=3, slot_dim=16, encoder_channels=(8, 8),
-                        refinement_steps=2, geco_target=-2.0)
-    model = SRI(SRIConfig(backbone="emorl", emorl=emorl, scene_dim=24, hidden=32, geco="emorl", geco_goal=-2.265))
+    model = _sri_emorl()
     x = torch.rand(2, 3, SIZE, SIZE)
     out = model(x, step=0)
     out.check(x)
