@@ -101,6 +101,22 @@ def test_dci_matches_slots_with_the_masks_decoded_from_the_means():
     assert wrong["informativeness_r2"] < 0.5  # x read from the other object's slot
 
 
+def test_dci_orders_the_factors_as_app_e2_lists_them_for_the_official_estimator():
+    """Our generators store categorical factors first (CLEVR6: shape, ..., x); the official estimator fits the first
+    factor's kind to every factor, so the factors follow `dci_factors` (App. E.2: x first), as EMORL's code has them."""
+    data = _scenes(n=24)
+    data["factor.row"] = torch.tensor([[0, 1]]).repeat(24, 1)
+    oracle = F.one_hot(data["mask"].long(), 3).permute(0, 3, 1, 2)[:, :, None].float()  # [N,K,1,H,W]
+    meta = SceneMeta("squares", "test", "1", (16, 16), 2,
+                     factors=(FactorSpec("row", "categorical"), FactorSpec("x", "continuous")))  # stored row first
+    slots = torch.randn(24, 3, 4)
+    slots[:, 1:, 0], slots[:, 1:, 1] = data["factor.x"], data["factor.row"].float()
+    cfg = EMORLEval(activeness_images=0, dci_factors=("x", "row"), dci_estimators=("paper", "official"))
+    out = disentanglement(None, data, meta, {"slots": slots, "mean_masks": oracle}, cfg)
+    assert list(out["dci_official"]["factors"]) == ["x", "row"] == list(out["dci"]["factors"])
+    assert out["dci_official"]["estimator"] == "official" and out["dci_official"]["n_objects"] == 48
+
+
 def _cli(root, stage, dataset, *sets):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OCREPRO_OUTPUT_ROOT": str(root), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "papers.emorl.pipeline", stage, "--dataset", dataset, "--profile", "smoke"]

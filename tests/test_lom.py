@@ -279,20 +279,31 @@ def test_smoke_pipeline_through_the_cli(tmp_path):
 
 def test_table3_reports_both_of_emorls_dci_estimators(monkeypatch):
     """Table 3 as EMORL's: the paper's estimator under `dci`, the released code's under `dci_official`, on the
-    (slot code, object factor) table of the ordered means."""
+    (slot code, object factor) table of the ordered means, its factors in App. E.2's order (x first: the official
+    estimator fits the first factor's kind to all) although our generators store shape first."""
     from types import SimpleNamespace
 
     import numpy as np
 
+    from common.data import FactorSpec
     from common.metrics import dci
     from papers.lom import evaluate as ev
     rng = np.random.default_rng(0)
-    factors = np.stack([rng.normal(size=80), rng.integers(0, 3, 80)], 1)  # [P,2]: one continuous, one categorical
-    codes = np.concatenate([factors + 0.1 * rng.normal(size=factors.shape), rng.normal(size=(80, 2))], 1)  # [P,4]
-    kinds = ["continuous", "categorical"]
+    column = {"x": rng.normal(size=80), "shape": rng.integers(0, 3, 80), "colour": rng.integers(0, 4, 80)}
+    codes = np.stack([column["x"], column["shape"], column["colour"], rng.normal(size=80)], 1)  # [P,4]
+    codes = codes + 0.1 * rng.normal(size=codes.shape)
+    stored = (FactorSpec("shape", "categorical"), FactorSpec("colour", "categorical"), FactorSpec("x", "continuous"),
+              FactorSpec("pixel_coords", "continuous"))  # as the CLEVR generators store them
     test = {"image": torch.zeros(2, 8, 8, 3, dtype=torch.uint8), "mask": None, "visibility": None}
-    monkeypatch.setattr(ev, "load_scenes", lambda data, split, n: (SimpleNamespace(factors=[], num_background=1), test))
-    monkeypatch.setattr(ev, "slot_factor_table", lambda *args: (codes, factors, kinds, ["x", "shape"]))
+    monkeypatch.setattr(ev, "load_scenes", lambda data, split, n: (SimpleNamespace(factors=stored, num_background=1),
+                                                                   test))
+
+    def table(masks, slots, true_mask, visibility, factors, specs, num_background):  # the factors it was asked for
+        assert set(factors) == {f.name for f in specs}
+        return (codes, np.stack([column[f.name] for f in specs], 1).astype(float), [f.kind for f in specs],
+                [f.name for f in specs])
+
+    monkeypatch.setattr(ev, "slot_factor_table", table)
 
     class Ordered(torch.nn.Module):  # stands in for LOM: ordered means and decoded masks of the right shapes
         def __init__(self):
@@ -305,10 +316,13 @@ def test_table3_reports_both_of_emorls_dci_estimators(monkeypatch):
         def decode(self, z):
             return None, torch.zeros(len(z), 2, 1, 8, 8)
 
+    test.update({f"factor.{n}": None for n in column})
     out = ev.table3(Ordered(), SimpleNamespace(data=SimpleNamespace(eval_split="test")), ev.LOMEval(dci=True))
+    factors = np.stack([column[n] for n in ("x", "shape", "colour")], 1).astype(float)  # App. E.2's order
+    kinds = ["continuous", "categorical", "categorical"]
     for key, estimator in (("dci", "paper"), ("dci_official", "official")):
         want = dci(codes, factors, kinds, seed=0, estimator=estimator)
-        assert out[key]["estimator"] == estimator and out[key]["factors"] == ["x", "shape"]
+        assert out[key]["estimator"] == estimator and out[key]["factors"] == ["x", "shape", "colour"]
         assert all(out[key][k] == want[k] for k in ("disentanglement", "completeness", "informativeness"))
     assert out["dci"]["informativeness"] != out["dci_official"]["informativeness"]  # two estimators, not one twice
 

@@ -137,6 +137,16 @@ def match_slots(pred_masks: Tensor, true_mask: Tensor, object_ids: list[int], mi
     return [(int(r), int(c)) for r, c in zip(rows, cols) if iou[r, c] >= min_iou]
 
 
+def select_factors(specs, names=None) -> list:
+    """The dataset's factor specs named in `names`, in the order of `names` (all of them, as stored, when None).
+    The order matters: the official estimator fits the first factor's kind to every factor, so EMORL App. E.2's
+    list starts with CLEVR6's continuous x, while our generators store shape first."""
+    if names is None:
+        return list(specs)
+    by_name = {f.name: f for f in specs}
+    return [by_name[n] for n in names if n in by_name]
+
+
 def slot_factor_table(masks: Tensor, slots: Tensor, true_mask: Tensor, visibility: Tensor,
                       factors: dict[str, Tensor], specs, num_background: int = 1, min_iou: float = 0.1):
     """Pool (slot code, object factors) pairs over images for DCI (EMORL App. E.2).

@@ -20,7 +20,7 @@ from common.config import ConfigError, from_dict
 from common.data import load_meta
 from common.evaluate import device_of, eval_device, load_run
 from common.metrics import activeness, ari_fg, dci, mse
-from common.metrics.dci import slot_factor_table
+from common.metrics.dci import select_factors, slot_factor_table
 from common.pipeline import Stage, data_path, output_root
 from common.provenance import provenance
 from common.train.experiment import load_scenes
@@ -129,7 +129,7 @@ def disentanglement(decode, data, meta, result, cfg: EMORLEval) -> dict:
     the means (our reading of "we also decode the K masks"), once per estimator in cfg.dci_estimators
     (`dci`: the paper's, `dci_official`: the released code's); and activeness (§4.3) on the means."""
     out = {}
-    specs = [f for f in meta.factors if cfg.dci_factors is None or f.name in cfg.dci_factors]
+    specs = select_factors(meta.factors, cfg.dci_factors)  # in App. E.2's order: x (continuous) first
     if cfg.dci and specs:
         codes, factors, kinds, names = slot_factor_table(
             result["mean_masks"], result["slots"], data["mask"], data["visibility"],

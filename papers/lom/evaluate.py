@@ -21,7 +21,7 @@ from common.evaluate import device_of, eval_device, load_run
 from common.evaluate_generative import draw, s_acc
 from common.evaluate_generative import run as generative_evaluation
 from common.metrics import dci
-from common.metrics.dci import slot_factor_table
+from common.metrics.dci import select_factors, slot_factor_table
 from common.metrics.generative import evaluate_samples, generation_order
 from common.pipeline import Stage
 from common.profile_judge import profile_judge
@@ -63,7 +63,7 @@ def table3(model, exp, cfg: LOMEval) -> dict:
     masks LOM's decoder draws from the means (EMORL App. E.2's protocol), once per estimator in
     cfg.dci_estimators, as EMORL's Table 3: {"dci": the paper's, "dci_official": the released code's}."""
     meta, test = load_scenes(exp.data, exp.data.eval_split, cfg.dci_n)
-    specs = [f for f in meta.factors if f.name in CLEVR_FACTORS]
+    specs = select_factors(meta.factors, CLEVR_FACTORS)  # in App. E.2's order: x (continuous) first
     x = to_float_images(test["image"]).to(device_of(model))
     means = torch.cat([model.infer(b)["q_z"].mean for b in x.split(cfg.batch_size)])  # [N,K,D]
     masks = torch.cat([model.decode(m)[1].exp().cpu() for m in means.split(cfg.batch_size)])  # [N,K,1,H,W]
