@@ -5,22 +5,25 @@ minutes (a leased GPU, a pre-emptible job), and the bundle that carries its resu
     python -m common.lease unpack DIR/emorl-tetrominoes-short-seed0.tar.gz*
 
 `run` calls `python -m papers.<paper>.pipeline` stage by stage (prepare, train, the `--extra` stages, evaluate,
-report), each in its own process with its output in a log. Training gets the budget that is left after
-`--reserve` minutes for the stages after it; when it stops at that budget (exit 3) the later stages are
-skipped. Then the bundle: a gzipped tar of the paper's run folders (an unfinished run keeps only its latest
-checkpoint, a finished one only its model) and of this dataset/profile's reports, split into parts of at most
-`--part-mib` MiB, with `lease.json` (stages, their status and seconds, the step reached, hardware, parts and
-their SHA-256) beside it. `unpack` checks the parts and puts the folders back under the output root; running
-the same `run` again where the run folder is resumes the unfinished run (the train stage's own rule).
-Nothing half-written is left: the bundle and `lease.json` are renamed into place when complete.
+report), each in its own process with its output in a log and a hard stop at the budget's end. Training gets
+what is left after `--reserve` minutes for the stages after it; a run that has its model already is not trained
+again. A stage that fails, or stops at its budget (exit 3), ends the lease. The bundle is written right after
+training and again at the end: a gzipped tar of the run folders this lease wrote and its main run (an
+unfinished run keeps only its latest checkpoint, a finished one only its model) and of the report files it
+wrote, split into parts of at most `--part-mib` MiB, with `<name>.lease.json` (stages, status, exit codes and
+seconds, the main run's step, hardware, commit, the parts and their SHA-256) beside them. `unpack` checks the
+parts and puts the folders back under the output root; running the same `run` again where the run folder is
+resumes the unfinished run (the train stage's own rule). Files are renamed into place when complete.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -32,6 +35,8 @@ from common.provenance import COMMIT_ENV, git_commit, hardware
 from common.requirements import require
 
 EXIT_BUDGET = 3  # common.train.loop.EXIT_BUDGET (the stages run in their own processes)
+EXIT_TIMEOUT = 124  # a stage stopped at the lease's end (as timeout(1) reports it)
+BUNDLE_SECONDS = 30  # kept at the end for the last bundle
 MIB = 2 ** 20
 
 
@@ -56,6 +61,10 @@ class Lease:
     def name(self) -> str:
         return f"{self.paper}-{self.dataset}-{self.profile}-seed{self.seed}"
 
+    def run_dir(self, root: Path) -> Path:
+        """The main run's folder (common.pipeline.Stage.run_dir under `root`)."""
+        return root / "runs" / self.paper / f"{self.dataset}-{self.profile}" / f"seed{self.seed}"
+
     def command(self, stage: str, max_minutes: float | None = None) -> list[str]:
         """`python -m papers.<paper>.pipeline STAGE ...` with this lease's dataset, profile, seed and overrides."""
         cmd = [sys.executable, "-m", f"papers.{self.paper}.pipeline", stage, "--dataset", self.dataset,
@@ -73,23 +82,33 @@ def training_minutes(lease: Lease, elapsed_s: float) -> float:
     return left
 
 
-def spawn(cmd: list[str], log: Path, env: dict) -> int:
-    """Run `cmd` with its output in `log`; its exit status."""
+def spawn(cmd: list[str], log: Path, env: dict, timeout: float) -> int:
+    """Run `cmd` with its output in `log`; its exit status, EXIT_TIMEOUT when it was killed after `timeout` s."""
     with open(log, "w") as f:
-        return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+        try:
+            return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            return EXIT_TIMEOUT
 
 
-def run_stage(lease: Lease, stage: str, logs: Path, max_minutes: float | None = None, env: dict | None = None) -> int:
+def run_stage(lease: Lease, stage: str, logs: Path, timeout: float, max_minutes: float | None = None,
+              env: dict | None = None) -> int:
     """One pipeline stage in its own process, its output in logs/<stage>.log; prints its last lines."""
     logs.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     quiet = {"TQDM_MININTERVAL": "5"}  # a progress line every 5 s, not 10 a second: the logs travel and are kept
-    code = spawn(lease.command(stage, max_minutes), logs / f"{stage}.log", {**quiet, **os.environ, **(env or {})})
-    status = {0: "done", EXIT_BUDGET: "budget spent"}.get(code, "failed")
-    lease.stages.append({"stage": stage, "status": status, "exit": code, "seconds": round(time.monotonic() - start, 1)})
+    code = spawn(lease.command(stage, max_minutes), logs / f"{stage}.log", {**quiet, **os.environ, **(env or {})},
+                 max(timeout, 1.0))
+    status = {0: "done", EXIT_BUDGET: "budget spent", EXIT_TIMEOUT: "stopped at the lease's end"}.get(code, "failed")
+    note(lease, stage, status, time.monotonic() - start, code)
     tail = _last_lines((logs / f"{stage}.log").read_text(errors="replace"), 8)
-    print(f"== {stage}: {status} (exit {code}, {lease.stages[-1]['seconds']} s)", *("   " + t for t in tail), sep="\n")
+    print(*("   " + t for t in tail), sep="\n")
     return code
+
+
+def note(lease: Lease, stage: str, status: str, seconds: float = 0.0, code: int | None = None) -> None:
+    lease.stages.append({"stage": stage, "status": status, "exit": code, "seconds": round(seconds, 1)})
+    print(f"== {stage}: {status}" + ("" if code is None else f" (exit {code}, {seconds:.1f} s)"))
 
 
 def _last_lines(text: str, n: int) -> list[str]:
@@ -99,46 +118,83 @@ def _last_lines(text: str, n: int) -> list[str]:
     return [line for i, line in enumerate(lines) if i not in bars[:-1]][-n:]
 
 
-def run(lease: Lease, out: Path, part_mib: float = 16, max_parts: int = 8) -> dict:
-    """The lease: stages within the budget, then the bundle in `out`. Returns the summary written as lease.json."""
+def run(lease: Lease, out: Path, part_mib: float = 16, max_parts: int = 7, max_total_mib: float = 60) -> dict:
+    """The lease: stages within the budget, a bundle after training and one at the end in `out`. Returns the
+    summary written beside the bundle as <name>.lease.json."""
     from common.pipeline import output_root  # after require("pipeline"): it needs datasets
-    start, root = time.monotonic(), output_root()
+    start, since, root = time.monotonic(), time.time(), output_root()
+    end = start + 60 * lease.minutes - BUNDLE_SECONDS  # every stage is stopped by then
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())  # each lease's logs in their own folder
     logs = root / "reports" / lease.paper / f"{lease.dataset}-{lease.profile}" / "leases" / f"seed{lease.seed}-{stamp}"
-    finished = run_stage(lease, "prepare", logs) == 0
-    if finished:
-        budget = training_minutes(lease, time.monotonic() - start)
-        finished = run_stage(lease, "train", logs, budget) == 0
-    for stage in lease.extra if finished else ():
-        left = max(lease.minutes - (time.monotonic() - start) / 60 - lease.reserve, 0.1)
-        finished = run_stage(lease, stage, logs, env={"OCREPRO_MAX_MINUTES": f"{left:.2f}"}) == 0 and finished
-    evaluated = finished and run_stage(lease, "evaluate", logs) == 0
-    if evaluated and lease.report:  # a report that fails here can be rendered where the bundle goes
-        run_stage(lease, "report", logs)
+    pack = functools.partial(bundle, lease, root, since, start, out, part_mib, max_parts, max_total_mib)
+    ok = run_stage(lease, "prepare", logs, end - time.monotonic()) == 0
+    if ok and (lease.run_dir(root) / "model").is_dir():  # the pipeline would replace a finished run
+        note(lease, "train", "already trained")
+    elif ok:
+        try:
+            budget = training_minutes(lease, time.monotonic() - start)
+        except LeaseError as err:
+            note(lease, "train", f"skipped: {err}")
+            return pack()
+        ok = run_stage(lease, "train", logs, end - time.monotonic(), budget) == 0
+        pack()  # what training made comes back even if a later stage overruns the machine's limit
+    for stage in lease.extra:
+        left = max((end - time.monotonic()) / 60 - lease.reserve, 0.1)
+        budget = {"OCREPRO_MAX_MINUTES": f"{left:.2f}"}  # the stage's own trainings stop and save by then
+        ok = ok and run_stage(lease, stage, logs, end - time.monotonic(), env=budget) == 0
+    if ok and run_stage(lease, "evaluate", logs, end - time.monotonic()) == 0 and lease.report:
+        run_stage(lease, "report", logs, end - time.monotonic())  # one that fails here renders where the bundle goes
+    return pack()
+
+
+def bundle(lease: Lease, root: Path, since: float, start: float, out: Path, part_mib: float, max_parts: int,
+           max_total_mib: float) -> dict:
+    """Write the bundle and <name>.lease.json (also when the bundle is refused: then with its reason)."""
+    run_dir = lease.run_dir(root)
     summary = {"lease": lease.name, "paper": lease.paper, "dataset": lease.dataset, "profile": lease.profile,
                "seed": lease.seed, "minutes": lease.minutes, "overrides": list(lease.overrides),
-               "commit": git_commit(), "hardware": hardware(),
-               "trained": finished, "evaluated": evaluated, "step": latest_step(root / "runs" / lease.paper),
-               "stages": lease.stages, "wall_seconds": round(time.monotonic() - start, 1)}
-    summary["parts"] = write_bundle(root, bundle_paths(root, lease), out, lease.name, part_mib, max_parts)
+               "commit": git_commit(), "hardware": hardware(), "trained": (run_dir / "model").is_dir(),
+               "evaluated": any(s["stage"] == "evaluate" and s["status"] == "done" for s in lease.stages),
+               "step": latest_step(run_dir), "stages": lease.stages,
+               "wall_seconds": round(time.monotonic() - start, 1), "parts": []}
+    try:
+        files = bundle_paths(root, lease, since)
+        summary["parts"] = write_bundle(root, files, out, lease.name, part_mib, max_parts, max_total_mib)
+    except LeaseError as err:
+        summary["bundle_error"] = str(err)
     _write_atomic(out / f"{lease.name}.lease.json", json.dumps(summary, indent=1).encode())
     return summary
 
 
+def exit_status(summary: dict) -> int:
+    """0: evaluated; 3: stopped at its budget, to be resumed; 2: no bundle; 1: a stage failed."""
+    if summary.get("bundle_error"):
+        return 2
+    if summary["evaluated"]:
+        return 0
+    return EXIT_BUDGET if summary["stages"][-1]["status"] == "budget spent" else 1
+
+
 # -- what travels -------------------------------------------------------------------------------
-def bundle_paths(root: Path, lease: Lease) -> list[Path]:
-    """Files under `root` that carry the lease back: every run folder of the paper (an unfinished one with its
-    latest checkpoint only, a finished one without checkpoints) and this dataset/profile's reports."""
-    files = []
+def bundle_paths(root: Path, lease: Lease, since: float | None = None) -> list[Path]:
+    """Files under `root` that carry the lease back: the main run and every run folder of the paper that changed
+    since `since` (time.time(); None: all of them), an unfinished one with its latest checkpoint only, a finished
+    one without checkpoints, and the files of this dataset/profile's reports that changed since `since`."""
+    def fresh(f: Path) -> bool:
+        return since is None or f.stat().st_mtime >= since
+
     runs = root / "runs" / lease.paper
-    for run_dir in sorted({p.parent.parent for p in runs.glob("**/checkpoints/step_*")}) if runs.is_dir() else []:
+    folders = {p.parent.parent for p in runs.glob("**/checkpoints/step_*")} if runs.is_dir() else set()
+    folders = {d for d in folders if d == lease.run_dir(root) or any(fresh(f) for f in d.rglob("*") if f.is_file())}
+    files = []
+    for run_dir in sorted(folders):
         keep = None if (run_dir / "model").is_dir() else _latest(run_dir / "checkpoints")
         for f in run_dir.rglob("*"):
             inside = f.relative_to(run_dir).parts
             if f.is_file() and (inside[0] != "checkpoints" or (keep is not None and inside[1] == keep.name)):
                 files.append(f)
     reports = root / "reports" / lease.paper / f"{lease.dataset}-{lease.profile}"
-    files += [f for f in reports.rglob("*") if f.is_file()] if reports.is_dir() else []
+    files += [f for f in reports.rglob("*") if f.is_file() and fresh(f)] if reports.is_dir() else []
     return sorted(set(files))
 
 
@@ -146,27 +202,31 @@ def _latest(checkpoints: Path) -> Path:
     return max(checkpoints.glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
 
 
-def latest_step(runs: Path) -> int | None:
-    """The highest checkpointed step of any run of the paper."""
-    steps = [int(p.name.split("_")[1]) for p in runs.glob("**/checkpoints/step_*")] if runs.is_dir() else []
+def latest_step(run_dir: Path) -> int | None:
+    """The run's highest checkpointed step."""
+    steps = [int(p.name.split("_")[1]) for p in run_dir.glob("checkpoints/step_*")] if run_dir.is_dir() else []
     return max(steps, default=None)
 
 
-def write_bundle(root: Path, files: list[Path], out: Path, name: str, part_mib: float, max_parts: int) -> list[dict]:
-    """A gzipped tar of `files` (paths relative to root) as out/<name>.tar.gz, or .partNN files when larger
-    than part_mib; refuses, naming the largest files, when more than max_parts would be needed."""
+def write_bundle(root: Path, files: list[Path], out: Path, name: str, part_mib: float, max_parts: int,
+                 max_total_mib: float = float("inf")) -> list[dict]:
+    """A gzipped tar of `files` (paths relative to root) as out/<name>.tar.gz, or .partNN files when larger than
+    part_mib; refuses, naming the largest files, beyond max_parts parts or max_total_mib in all. Replaces the
+    parts of an earlier bundle of the same name."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for f in files:
             tar.add(f, arcname=str(f.relative_to(root)))
     data, size = buffer.getvalue(), int(part_mib * MIB)
     chunks = [data[i:i + size] for i in range(0, len(data), size)] or [b""]
-    if len(chunks) > max_parts:
+    if len(chunks) > max_parts or len(data) > max_total_mib * MIB:
         largest = sorted(files, key=lambda f: f.stat().st_size, reverse=True)[:3]
         raise LeaseError(f"the bundle is {len(data) / MIB:.1f} MiB compressed: more than {max_parts} parts of "
-                         f"{part_mib} MiB; largest files: " + ", ".join(
+                         f"{part_mib} MiB or {max_total_mib} MiB in all; largest files: " + ", ".join(
                              f"{f.relative_to(root)} ({f.stat().st_size / MIB:.1f} MiB)" for f in largest))
     out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob(f"{name}.tar.gz*"):
+        old.unlink()
     names = [f"{name}.tar.gz"] if len(chunks) == 1 else [f"{name}.tar.gz.part{i:02d}" for i in range(len(chunks))]
     for part, chunk in zip(names, chunks):
         _write_atomic(out / part, chunk)
@@ -175,7 +235,9 @@ def write_bundle(root: Path, files: list[Path], out: Path, name: str, part_mib: 
 
 def unpack(parts: list[Path], root: Path, replace: bool = False) -> list[str]:
     """Join and check the parts of one bundle (against the lease.json beside them, when there), and extract it
-    under `root`. Refuses to overwrite a file that exists, unless `replace`; returns the files written."""
+    under `root`. A file that exists with other bytes is refused unless `replace`, which replaces each run
+    folder of the bundle whole (no checkpoint of an older stretch stays beside a newer config). Returns the
+    files written."""
     parts = sorted(parts, key=lambda p: p.name)
     stem = parts[0].name.split(".tar.gz")[0]
     summary = parts[0].parent / f"{stem}.lease.json"
@@ -186,19 +248,24 @@ def unpack(parts: list[Path], root: Path, replace: bool = False) -> list[str]:
         for p in parts:
             if hashlib.sha256(p.read_bytes()).hexdigest() != expected[p.name]:
                 raise LeaseError(f"{p} does not match its SHA-256 in {summary.name}: damaged in transit")
-    data = b"".join(p.read_bytes() for p in parts)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        members = tar.getmembers()
-        for m in members:
+    else:
+        print(f"warning: no {summary.name} beside the parts: their SHA-256 is not checked", file=sys.stderr)
+    with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts)), mode="r:gz") as tar:
+        files = {}
+        for m in tar.getmembers():
             if not m.isfile() or Path(m.name).is_absolute() or ".." in Path(m.name).parts:
                 raise LeaseError(f"refusing bundle member {m.name!r}: only relative paths of files")
-        clash = [m.name for m in members if (root / m.name).exists()]
-        if clash and not replace:
-            raise LeaseError(f"{len(clash)} files exist already under {root} (first: {clash[0]}); "
-                             f"pass --replace to overwrite them")
-        for m in members:
-            _write_atomic(root / m.name, tar.extractfile(m).read())
-    return [m.name for m in members]
+            files[m.name] = tar.extractfile(m).read()
+    clash = [n for n, data in files.items() if (root / n).is_file() and (root / n).read_bytes() != data]
+    if clash and not replace:
+        raise LeaseError(f"{len(clash)} files exist already under {root} with other bytes (first: {clash[0]}); "
+                         f"pass --replace to replace them and the run folders they belong to")
+    if replace:
+        for run_dir in {Path(*Path(n).parts[:4]) for n in files if n.startswith("runs/")}:
+            shutil.rmtree(root / run_dir, ignore_errors=True)  # runs/<paper>/<dataset>-<profile>/seed<k>
+    for name, data in files.items():
+        _write_atomic(root / name, data)
+    return sorted(files)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -227,10 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--no-report", action="store_true", help="leave the report for where the bundle goes")
     r.add_argument("--out", type=Path, required=True, help="where the bundle and lease.json go")
     r.add_argument("--part-mib", type=float, default=16)
-    r.add_argument("--max-parts", type=int, default=8)
+    r.add_argument("--max-parts", type=int, default=7, help="parts at most (with lease.json: 8 files)")
+    r.add_argument("--max-total-mib", type=float, default=60, help="the bundle's size at most")
     u = sub.add_parser("unpack", help="put a bundle's folders back under the output root")
     u.add_argument("parts", nargs="+", type=Path)
-    u.add_argument("--replace", action="store_true", help="overwrite files that exist")
+    u.add_argument("--replace", action="store_true", help="replace existing files and their run folders")
     args = p.parse_args(argv)
     require("pipeline")  # one line naming what is missing, exit 2
     from common.pipeline import OUTPUT_ROOT_ENV, output_root
@@ -245,12 +313,13 @@ def main(argv: list[str] | None = None) -> int:
             raise LeaseError(f"--minutes must be > 0 and --reserve >= 0, got {args.minutes} and {args.reserve}")
         lease = Lease(args.paper, args.dataset, args.profile, args.minutes, args.seed, args.reserve,
                       tuple(args.extra), tuple(args.overrides), not args.no_report)
-        summary = run(lease, args.out, args.part_mib, args.max_parts)
+        summary = run(lease, args.out, args.part_mib, args.max_parts, args.max_total_mib)
     except LeaseError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps({k: summary[k] for k in ("lease", "trained", "evaluated", "step", "hardware", "wall_seconds")}))
-    return 0 if summary["evaluated"] or summary["stages"][-1]["status"] == "budget spent" else 1
+    keys = ("lease", "trained", "evaluated", "step", "hardware", "wall_seconds", "bundle_error")
+    print(json.dumps({k: summary[k] for k in keys if k in summary}))
+    return exit_status(summary)
 
 
 if __name__ == "__main__":

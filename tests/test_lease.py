@@ -1,8 +1,11 @@
 """common.lease: what a time-boxed lease runs, what its bundle carries, and that the bundle comes back intact."""
 import io
 import json
+import os
 import random
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -44,7 +47,21 @@ def test_bundle_keeps_the_latest_checkpoint_of_an_unfinished_run_and_none_of_a_f
                    "runs/emorl/tetrominoes-short/seed0/checkpoints/step_00000020/model.safetensors",
                    "runs/emorl/tetrominoes-short/seed0/config.yaml",
                    "runs/emorl/tetrominoes-short/seed0/logs/train.tsv"]
-    assert L.latest_step(runs / "runs/emorl") == 20
+    assert L.latest_step(runs / "runs/emorl/tetrominoes-short/seed0") == 20
+
+
+def test_bundle_takes_only_what_changed_since_the_lease_began_besides_its_main_run(runs):
+    """Folders and reports older than the lease (unpacked here from an earlier one) do not travel again."""
+    old = 1_000_000_000  # 2001
+    for f in runs.rglob("*"):
+        os.utime(f, (old, old))
+    lease = L.Lease("emorl", "tetrominoes", "short", minutes=9)
+    fresh = _write(runs / "reports/emorl/tetrominoes-short/seeds/seed0/metrics.json", b'{"new": 1}')
+    got = sorted(str(p.relative_to(runs)) for p in L.bundle_paths(runs, lease, since=old + 1))
+    assert got == [str(fresh.relative_to(runs)),  # the sweep's folder and old reports stay behind
+                   "runs/emorl/tetrominoes-short/seed0/checkpoints/step_00000020/model.safetensors",
+                   "runs/emorl/tetrominoes-short/seed0/config.yaml",
+                   "runs/emorl/tetrominoes-short/seed0/logs/train.tsv"]
 
 
 def test_bundle_in_parts_comes_back_byte_for_byte(runs, tmp_path):
@@ -70,9 +87,14 @@ def test_unpack_refuses_overwriting_damage_and_unsafe_paths(runs, tmp_path):
     (out / f"{lease.name}.lease.json").write_text(json.dumps({"parts": parts}))
     bundle = out / parts[0]["file"]
     L.unpack([bundle], dest)
-    with pytest.raises(L.LeaseError, match="exist already"):
+    L.unpack([bundle], dest)  # the same bytes again: nothing to refuse
+    _write(dest / "runs/emorl/tetrominoes-short/seed0/config.yaml", b"changed here")
+    stale = _write(dest / "runs/emorl/tetrominoes-short/seed0/checkpoints/step_00000010/model.safetensors")
+    with pytest.raises(L.LeaseError, match="exist already .* with other bytes"):
         L.unpack([bundle], dest)
     L.unpack([bundle], dest, replace=True)
+    assert not stale.exists()  # the run folder was replaced whole
+    assert (dest / "runs/emorl/tetrominoes-short/seed0/config.yaml").read_bytes() == b"x"
     data = bytearray(bundle.read_bytes())
     data[len(data) // 2] ^= 1  # one flipped bit
     bundle.write_bytes(bytes(data))
@@ -100,24 +122,34 @@ def test_a_bundle_over_its_parts_is_refused_and_nothing_is_written(runs, tmp_pat
 
 
 class FakeStages:
-    """Stands in for common.lease.spawn: records each pipeline command and answers with the exit code given."""
+    """Stands in for common.lease.spawn: records each pipeline command and answers with the exit code given; a
+    train stage that succeeds leaves its model, as the pipeline's does."""
 
-    def __init__(self, codes: dict[str, int]):
-        self.codes, self.calls = codes, []
+    def __init__(self, codes: dict[str, int], root: Path):
+        self.codes, self.root, self.calls = codes, root, []
 
-    def __call__(self, cmd, log, env):
+    def __call__(self, cmd, log, env, timeout):
         stage = cmd[3]
+        assert 0 < timeout <= 9 * 60  # every stage ends with the lease
         self.calls.append((stage, cmd, env))
         log.write_text(f"{stage} ran\n")
-        return self.codes.get(stage, 0)
+        code = self.codes.get(stage, 0)
+        if stage == "train" and code == 0:
+            paper, dataset, profile = cmd[2].split(".")[1], cmd[5], cmd[7]
+            _write(self.root / f"runs/{paper}/{dataset}-{profile}/seed0/model/model.safetensors")
+        return code
+
+
+def _lease(runs, tmp_path, monkeypatch, codes, **kw) -> tuple[dict, FakeStages]:
+    monkeypatch.setenv("OCREPRO_OUTPUT_ROOT", str(runs))
+    fake = FakeStages(codes, runs)
+    monkeypatch.setattr(L, "spawn", fake)
+    return L.run(L.Lease(minutes=9, **kw), tmp_path / "out"), fake
 
 
 def test_training_gets_the_budget_left_and_a_budget_stop_skips_evaluation(runs, tmp_path, monkeypatch):
-    monkeypatch.setenv("OCREPRO_OUTPUT_ROOT", str(runs))
-    fake = FakeStages({"train": L.EXIT_BUDGET})
-    monkeypatch.setattr(L, "spawn", fake)
-    lease = L.Lease("emorl", "tetrominoes", "short", minutes=9, reserve=2, overrides=("train.mixed_precision=bf16",))
-    summary = L.run(lease, tmp_path / "out")
+    summary, fake = _lease(runs, tmp_path, monkeypatch, {"train": L.EXIT_BUDGET}, paper="emorl",
+                           dataset="tetrominoes", profile="short", reserve=2, overrides=("train.mixed_precision=bf16",))
     assert [c[0] for c in fake.calls] == ["prepare", "train"]
     train = fake.calls[1][1]
     assert train[2:] == ["papers.emorl.pipeline", "train", "--dataset", "tetrominoes", "--profile", "short", "--seed",
@@ -125,22 +157,53 @@ def test_training_gets_the_budget_left_and_a_budget_stop_skips_evaluation(runs, 
     assert 6.9 < float(train[-1]) <= 7.0  # 9 minutes less the 2 reserved, less what prepare took
     assert not summary["trained"] and not summary["evaluated"] and summary["step"] == 20
     assert [s["status"] for s in summary["stages"]] == ["done", "budget spent"]
-    written = json.loads((tmp_path / "out" / f"{lease.name}.lease.json").read_text())
+    assert L.exit_status(summary) == L.EXIT_BUDGET  # to be resumed
+    written = json.loads((tmp_path / "out" / "emorl-tetrominoes-short-seed0.lease.json").read_text())
     assert written["parts"] == summary["parts"] and (tmp_path / "out" / summary["parts"][0]["file"]).is_file()
 
 
 def test_a_finished_training_runs_the_extra_stages_then_evaluation_and_report(runs, tmp_path, monkeypatch):
-    monkeypatch.setenv("OCREPRO_OUTPUT_ROOT", str(runs))
-    fake = FakeStages({})
-    monkeypatch.setattr(L, "spawn", fake)
-    lease = L.Lease("iodine", "tetrominoes", "short", minutes=9, extra=("sweep",))
-    summary = L.run(lease, tmp_path / "out")
+    summary, fake = _lease(runs, tmp_path, monkeypatch, {}, paper="iodine", dataset="tetrominoes", profile="short",
+                           extra=("sweep",))
     assert [c[0] for c in fake.calls] == ["prepare", "train", "sweep", "evaluate", "report"]
-    assert 6.9 < float(fake.calls[2][2]["OCREPRO_MAX_MINUTES"]) <= 7.0  # the sweep's own budget
+    assert 6.4 < float(fake.calls[2][2]["OCREPRO_MAX_MINUTES"]) <= 6.5  # what is left before the last bundle
     assert all(env["TQDM_MININTERVAL"] == "5" for _, _, env in fake.calls)  # short logs
-    assert summary["trained"] and summary["evaluated"]
+    assert summary["trained"] and summary["evaluated"] and L.exit_status(summary) == 0
     logs = list((runs / "reports/iodine/tetrominoes-short/leases").glob("seed0-*/evaluate.log"))
     assert len(logs) == 1 and logs[0].read_text() == "evaluate ran\n"
+
+
+def test_a_trained_run_is_not_trained_again_and_a_failed_stage_ends_the_lease(runs, tmp_path, monkeypatch):
+    """The pipeline's train stage replaces a finished run: a second lease after a failed evaluation must not."""
+    _write(runs / "runs/emorl/tetrominoes-short/seed0/model/model.safetensors")
+    summary, fake = _lease(runs, tmp_path, monkeypatch, {"baseline": 1}, paper="emorl", dataset="tetrominoes",
+                           profile="short", extra=("baseline", "sweep"))
+    assert [c[0] for c in fake.calls] == ["prepare", "baseline"]  # no train, nothing after the failure
+    assert [(s["stage"], s["status"]) for s in summary["stages"]] == [
+        ("prepare", "done"), ("train", "already trained"), ("baseline", "failed")]
+    assert summary["trained"] and not summary["evaluated"] and L.exit_status(summary) == 1
+
+
+def test_a_lease_that_cannot_train_or_bundle_still_says_why(runs, tmp_path, monkeypatch):
+    def spent(lease, elapsed_s):
+        raise L.LeaseError("no time left to train: (test)")
+    monkeypatch.setattr(L, "training_minutes", spent)
+    summary, fake = _lease(runs, tmp_path, monkeypatch, {}, paper="emorl", dataset="tetrominoes", profile="short")
+    assert [c[0] for c in fake.calls] == ["prepare"] and summary["stages"][-1]["status"].startswith("skipped: no time")
+    assert json.loads((tmp_path / "out/emorl-tetrominoes-short-seed0.lease.json").read_text())["stages"][-1] == \
+        summary["stages"][-1]
+    _write(runs / "runs/emorl/tetrominoes-short/seed0/checkpoints/step_00000020/optimizer.bin",
+           random.Random(2).randbytes(40_000))
+    over = L.bundle(L.Lease("emorl", "tetrominoes", "short", minutes=9), runs, None, 0.0, tmp_path / "out2",
+                    part_mib=1, max_parts=7, max_total_mib=0.01)
+    assert "0.01 MiB in all" in over["bundle_error"] and over["parts"] == [] and L.exit_status(over) == 2
+    assert json.loads((tmp_path / "out2/emorl-tetrominoes-short-seed0.lease.json").read_text())["bundle_error"]
+
+
+def test_a_stage_past_the_leases_end_is_stopped(tmp_path):
+    start = time.monotonic()
+    code = L.spawn([sys.executable, "-c", "import time; time.sleep(30)"], tmp_path / "log", {}, timeout=0.5)
+    assert code == L.EXIT_TIMEOUT and time.monotonic() - start < 10
 
 
 def test_a_spent_budget_and_bad_arguments_are_refused(capsys):

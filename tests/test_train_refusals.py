@@ -114,6 +114,10 @@ def test_resume_follows_the_same_data_to_another_folder(tmp_path, capsys):
     shutil.move(first, moved)
     assert _train(tmp_path, _with(data={"path": str(other)}), "--out", str(tmp_path / "run"), "--resume") == 2
     assert "the training data changed since this run started" in capsys.readouterr().err
+    (tmp_path / "run" / "data.json").rename(tmp_path / "data.json")  # a run from before data.json existed
+    assert _train(tmp_path, _with(data={"path": str(moved)}), "--out", str(tmp_path / "run"), "--resume") == 2
+    assert "has no data.json to check the images against" in capsys.readouterr().err
+    (tmp_path / "data.json").rename(tmp_path / "run" / "data.json")
     assert _train(tmp_path, _with(data={"path": str(moved)}), "--out", str(tmp_path / "run"), "--resume") == 0
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]["path"] == str(moved)
     assert (tmp_path / "run" / "model").is_dir()

@@ -95,7 +95,11 @@ def run(args, rows: torch.Tensor | None = None, prepare: Callable[[torch.Tensor]
             raise ConfigError(f"{args.out} already holds a run; pass --resume or choose another --out")
         if not config_path.is_file():
             raise CheckpointError(f"{args.out} has checkpoints but no config.yaml; cannot check what it trained")
-        check_resumable(yaml.safe_load(config_path.read_text()), to_dict(exp))
+        saved = yaml.safe_load(config_path.read_text())
+        check_resumable(saved, to_dict(exp))
+        if saved.get("data", {}).get("path") != exp.data.path and not (args.out / "data.json").is_file():
+            raise ConfigError(f"refusing to resume from another data.path: {args.out} has no data.json to check "
+                              f"the images against (it started at {saved.get('data', {}).get('path')})")
     deadline = None if args.max_minutes is None else time.monotonic() + 60 * args.max_minutes
     set_seed(exp.train.seed)  # every process builds the same initial weights
     model = build_model(exp)
