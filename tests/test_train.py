@@ -321,7 +321,7 @@ def test_train_and_evaluate_on_a_saved_dataset(tmp_path):
 
 def test_keep_freed_memory_stops_refaulting_large_activations():
     """After keep_freed_memory(), a step that holds 2.2 GB of 200 MB activations and frees them reuses the
-    freed heap instead of faulting it in page by page again (glibc's mmap above 32 MiB by default). Trimming
+    freed heap (all of it, or all but one block) instead of faulting it in page by page again (glibc's mmap above 32 MiB by default). Trimming
     must be off, not capped: with mallopt's largest threshold (2 GiB, below what this step frees) glibc still
     hands the freed top back and about 540K pages fault again."""
     import subprocess
@@ -343,7 +343,9 @@ print(before - start, faults() - before)
                                            check=True).stdout.split())
     pages = 11 * 200_000_000 // 4096
     assert first > pages // 2  # the count sees faults: the first step faults its pages in
-    assert again < pages // 50  # under 2 % of the step's pages faulted in again
+    # At most one of the 11 blocks lands on fresh pages (48,828 faults, 9 %: seen in about one run of three on a
+    # 2-core CPU, where the heap's layout varies from run to run); capped trimming usually faults all 537K again.
+    assert again < pages // 5
 
 
 def test_evaluate_a_checkpoint_of_an_unfinished_run(tmp_path, capsys):
