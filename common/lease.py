@@ -33,6 +33,7 @@ from pathlib import Path
 
 from common.provenance import COMMIT_ENV, git_commit, hardware
 from common.requirements import require
+from common.train.loop import checkpoint_folders
 
 EXIT_BUDGET = 3  # common.train.loop.EXIT_BUDGET (the stages run in their own processes)
 EXIT_TIMEOUT = 124  # a stage stopped at the lease's end (as timeout(1) reports it)
@@ -61,9 +62,11 @@ class Lease:
     def name(self) -> str:
         return f"{self.paper}-{self.dataset}-{self.profile}-seed{self.seed}"
 
-    def run_dir(self, root: Path) -> Path:
-        """The main run's folder (common.pipeline.Stage.run_dir under `root`)."""
-        return root / "runs" / self.paper / f"{self.dataset}-{self.profile}" / f"seed{self.seed}"
+    @property
+    def stage(self):
+        """The pipeline's view of this paper/dataset/profile/seed: its run and report folders."""
+        from common.pipeline import Stage  # after require("pipeline"): it needs datasets
+        return Stage(self.paper, self.dataset, self.profile, self.overrides, self.seed)
 
     def command(self, stage: str, max_minutes: float | None = None) -> list[str]:
         """`python -m papers.<paper>.pipeline STAGE ...` with this lease's dataset, profile, seed and overrides."""
@@ -125,10 +128,10 @@ def run(lease: Lease, out: Path, part_mib: float = 16, max_parts: int = 7, max_t
     start, since, root = time.monotonic(), time.time(), output_root()
     end = start + 60 * lease.minutes - BUNDLE_SECONDS  # every stage is stopped by then
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())  # each lease's logs in their own folder
-    logs = root / "reports" / lease.paper / f"{lease.dataset}-{lease.profile}" / "leases" / f"seed{lease.seed}-{stamp}"
+    logs = lease.stage.report_dir / "leases" / f"seed{lease.seed}-{stamp}"
     pack = functools.partial(bundle, lease, root, since, start, out, part_mib, max_parts, max_total_mib)
     ok = run_stage(lease, "prepare", logs, end - time.monotonic()) == 0
-    if ok and (lease.run_dir(root) / "model").is_dir():  # the pipeline would replace a finished run
+    if ok and (lease.stage.run_dir / "model").is_dir():  # the pipeline would replace a finished run
         note(lease, "train", "already trained")
     elif ok:
         try:
@@ -137,6 +140,8 @@ def run(lease: Lease, out: Path, part_mib: float = 16, max_parts: int = 7, max_t
             note(lease, "train", f"skipped: {err}")
             return pack()
         ok = run_stage(lease, "train", logs, end - time.monotonic(), budget) == 0
+        if not ok:  # nothing runs after this: the bundle at the end is the only one
+            return pack()
         pack()  # what training made comes back even if a later stage overruns the machine's limit
     for stage in lease.extra:
         left = max((end - time.monotonic()) / 60 - lease.reserve, 0.1)
@@ -150,7 +155,7 @@ def run(lease: Lease, out: Path, part_mib: float = 16, max_parts: int = 7, max_t
 def bundle(lease: Lease, root: Path, since: float, start: float, out: Path, part_mib: float, max_parts: int,
            max_total_mib: float) -> dict:
     """Write the bundle and <name>.lease.json (also when the bundle is refused: then with its reason)."""
-    run_dir = lease.run_dir(root)
+    run_dir = lease.stage.run_dir
     summary = {"lease": lease.name, "paper": lease.paper, "dataset": lease.dataset, "profile": lease.profile,
                "seed": lease.seed, "minutes": lease.minutes, "overrides": list(lease.overrides),
                "commit": git_commit(), "hardware": hardware(), "trained": (run_dir / "model").is_dir(),
@@ -185,27 +190,23 @@ def bundle_paths(root: Path, lease: Lease, since: float | None = None) -> list[P
 
     runs = root / "runs" / lease.paper
     folders = {p.parent.parent for p in runs.glob("**/checkpoints/step_*")} if runs.is_dir() else set()
-    folders = {d for d in folders if d == lease.run_dir(root) or any(fresh(f) for f in d.rglob("*") if f.is_file())}
+    folders = {d for d in folders if d == lease.stage.run_dir or any(fresh(f) for f in d.rglob("*") if f.is_file())}
     files = []
     for run_dir in sorted(folders):
-        keep = None if (run_dir / "model").is_dir() else _latest(run_dir / "checkpoints")
+        saved = checkpoint_folders(run_dir / "checkpoints")  # {step: folder}
+        keep = None if (run_dir / "model").is_dir() else saved[max(saved)]  # the latest, if unfinished
         for f in run_dir.rglob("*"):
-            inside = f.relative_to(run_dir).parts
-            if f.is_file() and (inside[0] != "checkpoints" or (keep is not None and inside[1] == keep.name)):
+            checkpoint = f.relative_to(run_dir).parts[0] == "checkpoints"
+            if f.is_file() and (not checkpoint or (keep is not None and f.is_relative_to(keep))):
                 files.append(f)
-    reports = root / "reports" / lease.paper / f"{lease.dataset}-{lease.profile}"
+    reports = lease.stage.report_dir
     files += [f for f in reports.rglob("*") if f.is_file() and fresh(f)] if reports.is_dir() else []
     return sorted(set(files))
 
 
-def _latest(checkpoints: Path) -> Path:
-    return max(checkpoints.glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
-
-
 def latest_step(run_dir: Path) -> int | None:
-    """The run's highest checkpointed step."""
-    steps = [int(p.name.split("_")[1]) for p in run_dir.glob("checkpoints/step_*")] if run_dir.is_dir() else []
-    return max(steps, default=None)
+    """The run's highest checkpointed step (common.train.loop.checkpoint_folders)."""
+    return max(checkpoint_folders(run_dir / "checkpoints"), default=None)
 
 
 def write_bundle(root: Path, files: list[Path], out: Path, name: str, part_mib: float, max_parts: int,

@@ -25,9 +25,11 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def runs(tmp_path):
-    """An unfinished main run (checkpoints 10 and 20), a finished sweep run (checkpoint and model), a report."""
+def runs(tmp_path, monkeypatch):
+    """Under the output root: an unfinished main run (checkpoints 10 and 20), a finished sweep run (checkpoint and
+    model), a report."""
     root = tmp_path / "root"
+    monkeypatch.setenv("OCREPRO_OUTPUT_ROOT", str(root))
     main = root / "runs/emorl/tetrominoes-short/seed0"
     for step in (10, 20):
         _write(main / f"checkpoints/step_{step:08d}/model.safetensors", bytes([step]) * 100)
@@ -141,7 +143,6 @@ class FakeStages:
 
 
 def _lease(runs, tmp_path, monkeypatch, codes, **kw) -> tuple[dict, FakeStages]:
-    monkeypatch.setenv("OCREPRO_OUTPUT_ROOT", str(runs))
     fake = FakeStages(codes, runs)
     monkeypatch.setattr(L, "spawn", fake)
     return L.run(L.Lease(minutes=9, **kw), tmp_path / "out"), fake
