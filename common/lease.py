@@ -6,8 +6,8 @@ minutes (a leased GPU, a pre-emptible job), and the bundle that carries its resu
 
 `run` calls `python -m papers.<paper>.pipeline` stage by stage (prepare, train, the `--extra` stages, evaluate,
 report), each in its own process with its output in a log and a hard stop at the budget's end. Training gets
-what is left after `--reserve` minutes for the stages after it; a run that has its model already is not trained
-again. A stage that fails, or stops at its budget (exit 3), ends the lease. The bundle is written right after
+what is left after `--reserve` minutes for the stages after it; a run that has its model already (the main run,
+or one an extra stage trains, such as IODINE's sweep models) is not trained again. A stage that fails, or stops at its budget (exit 3), ends the lease. The bundle is written right after
 training and again at the end: a gzipped tar of the run folders this lease wrote and its main run (an
 unfinished run keeps only its latest checkpoint, a finished one only its model) and of the report files it
 wrote, split into parts of at most `--part-mib` MiB, with `<name>.lease.json` (stages, status, exit codes and
@@ -97,10 +97,12 @@ def spawn(cmd: list[str], log: Path, env: dict, timeout: float) -> int:
 def run_stage(lease: Lease, stage: str, logs: Path, timeout: float, max_minutes: float | None = None,
               env: dict | None = None) -> int:
     """One pipeline stage in its own process, its output in logs/<stage>.log; prints its last lines."""
+    from common.pipeline import KEEP_FINISHED_ENV
     logs.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     quiet = {"TQDM_MININTERVAL": "5"}  # a progress line every 5 s, not 10 a second: the logs travel and are kept
-    code = spawn(lease.command(stage, max_minutes), logs / f"{stage}.log", {**quiet, **os.environ, **(env or {})},
+    keep = {KEEP_FINISHED_ENV: "1"}  # what an earlier lease finished (IODINE's sweep models) is not trained again
+    code = spawn(lease.command(stage, max_minutes), logs / f"{stage}.log", {**quiet, **os.environ, **keep, **(env or {})},
                  max(timeout, 1.0))
     status = {0: "done", EXIT_BUDGET: "budget spent", EXIT_TIMEOUT: "stopped at the lease's end"}.get(code, "failed")
     note(lease, stage, status, time.monotonic() - start, code)
@@ -124,14 +126,14 @@ def _last_lines(text: str, n: int) -> list[str]:
 def run(lease: Lease, out: Path, part_mib: float = 16, max_parts: int = 7, max_total_mib: float = 60) -> dict:
     """The lease: stages within the budget, a bundle after training and one at the end in `out`. Returns the
     summary written beside the bundle as <name>.lease.json."""
-    from common.pipeline import output_root  # after require("pipeline"): it needs datasets
+    from common.pipeline import finished, output_root  # after require("pipeline"): it needs datasets
     start, since, root = time.monotonic(), time.time(), output_root()
     end = start + 60 * lease.minutes - BUNDLE_SECONDS  # every stage is stopped by then
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())  # each lease's logs in their own folder
     logs = lease.stage.report_dir / "leases" / f"seed{lease.seed}-{stamp}"
     pack = functools.partial(bundle, lease, root, since, start, out, part_mib, max_parts, max_total_mib)
     ok = run_stage(lease, "prepare", logs, end - time.monotonic()) == 0
-    if ok and (lease.stage.run_dir / "model").is_dir():  # the pipeline would replace a finished run
+    if ok and finished(lease.stage):  # its budget would be wasted: training would keep the run
         note(lease, "train", "already trained")
     elif ok:
         try:

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("prepare", "train", "evaluate", "report")
 OUTPUT_ROOT_ENV = "OCREPRO_OUTPUT_ROOT"  # where data/, runs/ and reports/ go (default: the repository)
 BUDGET_ENV = "OCREPRO_MAX_MINUTES"  # time budget of each training stage (make replicate MAX_MINUTES=...)
+KEEP_FINISHED_ENV = "OCREPRO_KEEP_FINISHED"  # set by common.lease: a finished run is kept, not trained again
 
 
 def output_root() -> Path:
@@ -126,16 +127,33 @@ def same_config(run_dir: Path, stage: Stage, settings: list[str]) -> bool:
     return True
 
 
+def finished(stage: Stage, run_dir: Path | None = None, data: Stage | None = None) -> bool:
+    """Whether `run_dir` (default: the stage's) holds a final model trained under the stage's config, steps
+    included (only where the data are may differ)."""
+    run_dir = run_dir or stage.run_dir
+    if not (run_dir / "model").is_dir() or not (run_dir / "config.yaml").is_file():
+        return False
+    settings = [f"data.path={data_path(data or stage)}", *stage.settings]
+    steps = load_experiment(stage.config_path, stage.profile, parse_overrides(settings)).train.steps
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    return isinstance(saved, dict) and (saved.get("train") or {}).get("steps") == steps \
+        and same_config(run_dir, stage, settings)
+
+
 def train(stage: Stage, resume: bool = False, data: Stage | None = None, run_dir: Path | None = None,
           max_minutes: float | None = None, **rows) -> Path:
     """Run the shared training CLI on the prepared data of `data` (default: this stage's own) into
     `run_dir` (default: the stage's). An unfinished run there is resumed (its config must match); anything
-    else there is replaced by a fresh run. `max_minutes` (default: $OCREPRO_MAX_MINUTES) is a time budget
+    else there is replaced by a fresh run, except a `finished` one where $OCREPRO_KEEP_FINISHED is set (a lease run
+    again must not retrain what an earlier one finished: IODINE's sweep, the baselines). `max_minutes` (default: $OCREPRO_MAX_MINUTES) is a time budget
     after which training saves and stops (BudgetSpent); the same call again resumes. `rows=..., prepare=...`
     train on rows other than the data's images (`common.train.__main__.run`; SVQ's priors on codes)."""
     from common.train.__main__ import parse_args, run
     run_dir = run_dir or stage.run_dir
     settings = [f"data.path={data_path(data or stage)}", *stage.settings]
+    if os.environ.get(KEEP_FINISHED_ENV) and finished(stage, run_dir, data):
+        print(f"kept the finished run in {run_dir} (${KEEP_FINISHED_ENV})", file=sys.stderr)
+        return run_dir
     resume = resume or (unfinished(run_dir) and same_config(run_dir, stage, settings))
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)

@@ -174,15 +174,50 @@ def test_a_finished_training_runs_the_extra_stages_then_evaluation_and_report(ru
     assert len(logs) == 1 and logs[0].read_text() == "evaluate ran\n"
 
 
+def _finished(stage, run_dir: Path | None = None, **settings) -> Path:
+    """A finished run of `stage` as the training CLI leaves it: its model and the config it trained under."""
+    from common.config import parse_overrides
+    from common.pipeline import data_path
+    from common.train.experiment import load_experiment, write_config
+    run_dir = run_dir or stage.run_dir
+    overrides = [f"data.path={data_path(stage)}", *stage.settings, *(f"{k}={v}" for k, v in settings.items())]
+    write_config(load_experiment(stage.config_path, stage.profile, parse_overrides(overrides)), run_dir / "config.yaml")
+    _write(run_dir / "model/model.safetensors")
+    return run_dir
+
+
 def test_a_trained_run_is_not_trained_again_and_a_failed_stage_ends_the_lease(runs, tmp_path, monkeypatch):
     """The pipeline's train stage replaces a finished run: a second lease after a failed evaluation must not."""
-    _write(runs / "runs/emorl/tetrominoes-short/seed0/model/model.safetensors")
+    _finished(L.Lease("emorl", "tetrominoes", "short", minutes=9).stage)
     summary, fake = _lease(runs, tmp_path, monkeypatch, {"baseline": 1}, paper="emorl", dataset="tetrominoes",
                            profile="short", extra=("baseline", "sweep"))
     assert [c[0] for c in fake.calls] == ["prepare", "baseline"]  # no train, nothing after the failure
     assert [(s["stage"], s["status"]) for s in summary["stages"]] == [
         ("prepare", "done"), ("train", "already trained"), ("baseline", "failed")]
     assert summary["trained"] and not summary["evaluated"] and L.exit_status(summary) == 1
+    assert all(env["OCREPRO_KEEP_FINISHED"] == "1" for _, _, env in fake.calls)  # the baseline's run is kept too
+
+
+def test_a_lease_run_again_keeps_the_sweep_models_it_finished_and_trains_the_rest(runs, monkeypatch):
+    """IODINE's sweep trains a model per T: a lease that stopped during T2 must not retrain T1 when run again,
+    while DVC's sweep (no $OCREPRO_KEEP_FINISHED) retrains every T, and a T1 of other steps is trained again."""
+    import common.train.__main__ as cli
+    from common.pipeline import Stage
+    from papers.iodine.evaluate import sweep, sweep_dir
+    trained = []
+    monkeypatch.setattr(cli, "run", lambda args, **rows: trained.append(args.out.name) or args.out)
+    stage = Stage("iodine", "tetrominoes", "short")
+    t1 = _finished(stage, sweep_dir(stage) / "T1", **{"model_config.iterations": 1})
+    monkeypatch.setenv("OCREPRO_KEEP_FINISHED", "1")
+    sweep(stage)
+    assert trained == ["T2", "T4", "T6"] and (t1 / "model").is_dir()
+    _finished(stage, t1, **{"model_config.iterations": 1, "train.steps": 10})
+    trained.clear(), sweep(stage)
+    assert trained == ["T1", "T2", "T4", "T6"]  # trained to other steps: not the run this config asks for
+    _finished(stage, t1, **{"model_config.iterations": 1})
+    monkeypatch.delenv("OCREPRO_KEEP_FINISHED")
+    trained.clear(), sweep(stage)
+    assert trained == ["T1", "T2", "T4", "T6"] and not t1.exists()  # outside a lease, a finished run is replaced
 
 
 def test_a_lease_that_cannot_train_or_bundle_still_says_why(runs, tmp_path, monkeypatch):
