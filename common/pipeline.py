@@ -177,13 +177,23 @@ def report_seeds(paper: str, given: str | None) -> list[int] | None:
     return (yaml.safe_load(params.read_text()) or {}).get(paper, {}).get("seeds") if params.is_file() else None
 
 
+def add_jupyter_data(site: Path) -> None:
+    """Put `site`/share/jupyter on $JUPYTER_PATH when it exists: `pip install --target SITE` (the wheels a GPU lease
+    carries) leaves nbconvert's templates there, where Jupyter does not look. A venv's site-packages has none."""
+    share, paths = site / "share" / "jupyter", [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
+    if share.is_dir() and str(share) not in paths:
+        os.environ["JUPYTER_PATH"] = os.pathsep.join([*paths, str(share)])
+
+
 def render_report(stage: Stage, notebook: Path, seeds: list[int] | None = None) -> Path:
     """Execute the paper's notebook for this dataset/profile over `seeds` (default: every evaluated seed)
     and write report.md beside the seeds' folders. The notebook reads $REPORT_DIR and $REPORT_SEEDS."""
+    import nbconvert
     import nbformat
     from nbclient import NotebookClient
     from nbconvert import MarkdownExporter
 
+    add_jupyter_data(Path(nbconvert.__file__).resolve().parents[1])
     seeds = list(seed_metrics(stage.report_dir, seeds))  # fails clearly when a seed was not evaluated
     nb = nbformat.read(notebook, as_version=4)
     os.environ.update(REPORT_DIR=str(stage.report_dir), REPORT_DATASET=stage.dataset, REPORT_PROFILE=stage.profile,

@@ -61,3 +61,21 @@ def test_the_replicate_entry_builds_the_sdist_that_dvc_needs(tmp_path, monkeypat
     monkeypatch.setattr(wheelhouse, "resolve", lambda reqs, out, flags: ["dvc==3.67.1"])
     wheelhouse.build(tmp_path / "wh", "3.12", ["manylinux2014_x86_64"], with_torch=False, entry="replicate")
     assert calls[0][0] == "wheel" and "antlr4-python3-runtime==4.9.3" in calls[0]
+
+
+def test_nbconvert_templates_installed_with_target_are_found(tmp_path, monkeypatch):
+    """`pip install --target SITE` (the lease's wheels) puts nbconvert's templates in SITE/share/jupyter, which
+    Jupyter does not search: the report stage failed there with "No template sub-directory with name 'markdown'"."""
+    from jupyter_core.paths import jupyter_path
+
+    from common.pipeline import add_jupyter_data
+    site = tmp_path / "site"
+    (site / "share/jupyter/nbconvert/templates/markdown").mkdir(parents=True)
+    monkeypatch.setenv("JUPYTER_PATH", "/elsewhere")
+    assert str(site / "share/jupyter/nbconvert/templates") not in jupyter_path("nbconvert", "templates")
+    add_jupyter_data(site), add_jupyter_data(site)
+    assert jupyter_path("nbconvert", "templates")[:2] == ["/elsewhere/nbconvert/templates",
+                                                           str(site / "share/jupyter/nbconvert/templates")]
+    add_jupyter_data(tmp_path / "venv-site-packages")  # nothing there: unchanged
+    assert jupyter_path("nbconvert", "templates")[:2] == ["/elsewhere/nbconvert/templates",
+                                                           str(site / "share/jupyter/nbconvert/templates")]
