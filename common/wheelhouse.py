@@ -1,5 +1,5 @@
 """python -m common.wheelhouse --out DIR [--python 3.12] [--platform TAG ...] [--with-torch]
-                               [--entry train|pipeline] [--present FILE]
+                               [--entry train|pipeline] [--also DIST ...] [--present FILE]
 
 Downloads every wheel the project needs (pyproject's dependencies and dev extra, the editable install's
 build backend, the FID network's package) for a chosen Python and platform into DIR, for a machine
@@ -10,7 +10,9 @@ libraries are left out unless --with-torch: a GPU machine brings its own build. 
 For a machine that already holds most of them (a GPU image), `--entry` keeps only what one entry point
 needs (`common.requirements.NEEDS`: `train`, or `pipeline` for the paper pipelines without DVC and
 without the FID package) and `--present FILE` drops every distribution named in FILE (that machine's
-`pip list --format=freeze`, or one name per line), so what is left is small enough to carry there.
+`pip list --format=freeze`, or one name per line), so what is left is small enough to carry there. `--also`
+adds one of pyproject's dependencies that the entry leaves out (`mujoco`: SRI's and LOM's 3D scenes are
+rendered with it where they are prepared).
 """
 from __future__ import annotations
 
@@ -37,8 +39,8 @@ def canonical(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", re.split(r"[\s<>=!~;\[@]", requirement.strip(), maxsplit=1)[0]).lower()
 
 
-def requirements(with_torch: bool, entry: str = "all") -> list[str]:
-    """pyproject's requirements (all of them with the build backend, or those `entry` needs)."""
+def requirements(with_torch: bool, entry: str = "all", also: tuple[str, ...] = ()) -> list[str]:
+    """pyproject's requirements (all of them with the build backend, or those `entry` needs and `also`)."""
     try:
         import tomllib
     except ImportError as err:  # Python 3.10
@@ -48,7 +50,10 @@ def requirements(with_torch: bool, entry: str = "all") -> list[str]:
     if entry == "all":
         reqs += BUILD
     else:
-        needed = {canonical(n) for n in NEEDS[entry]}
+        unknown = sorted({canonical(n) for n in also} - {canonical(r) for r in reqs})
+        if unknown:
+            raise SystemExit(f"error: --also {', '.join(unknown)}: not a dependency in pyproject.toml")
+        needed = {canonical(n) for n in (*NEEDS[entry], *also)}
         reqs = [r for r in reqs if canonical(r) in needed]
     return [r for r in reqs if with_torch or not r.startswith("torch")]
 
@@ -79,14 +84,14 @@ def resolve(reqs: list[str], out: Path, flags: list[str]) -> list[str]:
 
 
 def build(out: Path, python: str, platforms: list[str], with_torch: bool, entry: str = "all",
-          skip: frozenset[str] = frozenset()) -> list[str]:
+          skip: frozenset[str] = frozenset(), also: tuple[str, ...] = ()) -> list[str]:
     """Download the wheels into `out`; `skip`: distribution names the target already has."""
     out.mkdir(parents=True, exist_ok=True)
     everything = entry == "all"
     if everything or "dvc" in NEEDS[entry]:  # dvc's dependency tree holds the sdist-only package
         pip("wheel", "-q", "--no-deps", "-w", str(out), *SDIST_ONLY)
     flags = target(python, platforms)
-    pins = [p for p in resolve(requirements(with_torch, entry), out, flags)
+    pins = [p for p in resolve(requirements(with_torch, entry, also), out, flags)
             if (with_torch or not p.lower().startswith(TORCH_FAMILY)) and canonical(p) not in skip]
     pip("download", "-q", "--no-deps", "-d", str(out), "--find-links", str(out), *flags, *pins,
         *(NO_DEPS if everything else ()))
@@ -104,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--with-torch", action="store_true", help="also torch and its CUDA libraries (GBs)")
     p.add_argument("--entry", choices=("all", *NEEDS), default="all",
                    help="only what this entry point needs (default: everything, with the build backend and FID)")
+    p.add_argument("--also", action="append", default=[], metavar="DIST",
+                   help="with --entry: also this dependency of pyproject's (mujoco: SRI's and LOM's 3D scenes)")
     p.add_argument("--present", type=Path, help="a file naming distributions the target already has (pip freeze)")
     args = p.parse_args(argv)
     if args.present is not None and not args.present.is_file():
@@ -111,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     skip = frozenset(present(args.present)) if args.present else frozenset()
     try:
-        pins = build(args.out, args.python, args.platform or list(PLATFORMS), args.with_torch, args.entry, skip)
+        pins = build(args.out, args.python, args.platform or list(PLATFORMS), args.with_torch, args.entry, skip,
+                     tuple(args.also))
     except subprocess.CalledProcessError as err:
         print(f"error: pip failed ({' '.join(err.cmd[3:6])} ...): see its message above", file=sys.stderr)
         return 2

@@ -1,4 +1,6 @@
 """make wheelhouse: what it asks pip for (pip itself is not run: no network in tests)."""
+import pytest
+
 from common import wheelhouse
 
 
@@ -29,7 +31,12 @@ def test_an_entry_keeps_only_what_it_needs():
     train = {wheelhouse.canonical(r) for r in wheelhouse.requirements(with_torch=False, entry="train")}
     pipeline = {wheelhouse.canonical(r) for r in wheelhouse.requirements(with_torch=False, entry="pipeline")}
     assert {"datasets", "google-crc32c", "h5py"} <= train and not train & {"pytest", "nbconvert", "dvc", "wheel"}
-    assert train < pipeline and {"nbconvert", "scikit-learn"} <= pipeline and "dvc" not in pipeline
+    assert train < pipeline and {"nbconvert", "scikit-learn"} <= pipeline and "dvc" not in pipeline | train
+    assert "mujoco" not in pipeline
+    scenes = {wheelhouse.canonical(r) for r in wheelhouse.requirements(False, "pipeline", also=("MuJoCo",))}
+    assert scenes == pipeline | {"mujoco"}
+    with pytest.raises(SystemExit, match="--also mojuco: not a dependency in pyproject.toml"):
+        wheelhouse.requirements(False, "pipeline", also=("mojuco",))
 
 
 def test_present_reads_a_pip_freeze_file_by_canonical_name(tmp_path):
