@@ -45,6 +45,33 @@ def gflop(fn: Callable[[], object]) -> float:
     return counter.get_total_flops() / 1e9
 
 
+# Operators that only reinterpret or allocate memory (no kernel runs on a GPU for them).
+VIEWS = frozenset({"view", "_unsafe_view", "_reshape_alias", "reshape", "t", "transpose", "permute", "expand",
+                   "select", "slice", "unsqueeze", "squeeze", "as_strided", "alias", "detach", "split", "unbind",
+                   "chunk", "split_with_sizes", "empty", "empty_like", "empty_strided", "lift_fresh"})
+
+
+def dispatched_ops(fn: Callable[[], object]) -> dict:
+    """Operators one call of `fn` dispatches, forward and backward: all of them, and the `kernels` (those that
+    compute; a GPU launches at least one kernel for each). On a GPU, a step of small tensors costs about the
+    launch overhead times `kernels`, whatever its FLOPs."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.n, self.kernels = 0, 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.n += 1
+            self.kernels += func.overloadpacket.__name__ not in VIEWS
+            return func(*args, **(kwargs or {}))
+
+    with Count() as counted:
+        fn()
+    return {"ops": counted.n, "kernels": counted.kernels}
+
+
 def matmul_gflop_per_s(n: int = 2048, repeats: int = 5) -> float:
     """This machine's fp32 rate on one large matrix product (n x n): a practical ceiling for the GFLOP/s
     of convolution-bound steps."""

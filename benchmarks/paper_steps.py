@@ -1,4 +1,6 @@
-"""Every paper's training step at its config: seconds per optimiser step, images/s and peak memory.
+"""Every paper's training step at its config: seconds per optimiser step, images/s, peak memory and the
+kernels it dispatches (forward, backward and optimiser: on a GPU, small tensors make launch overhead times
+that count the step's floor; it does not depend on the batch).
 
 On a GPU each config runs at its `short` profile (its batch size, resolution and mixed precision);
 on a CPU at `smoke` (`short` batches take minutes a step there). Each config is measured in a fresh
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import json_in_subprocess, median_seconds, peak_gb, table
+from benchmarks.common import dispatched_ops, json_in_subprocess, median_seconds, peak_gb, table
 from common.provenance import hardware
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +31,7 @@ def configs() -> list[Path]:
 
 
 def measure(config: Path, profile: str, repeats: int = 3) -> dict:
-    """One config's step, in this process: s/step, images/s and peak GB of one step."""
+    """One config's step, in this process: s/step, images/s, peak GB and kernels of one step."""
     from common.data import generate_split
     from common.train import Trainer
     from common.train.experiment import build_model, load_experiment
@@ -44,7 +46,8 @@ def measure(config: Path, profile: str, repeats: int = 3) -> dict:
         step = lambda: trainer.train_step(trainer.batch(0))
         seconds = median_seconds(step, repeats=repeats, warmup=1)
         peak = peak_gb(step)
-    return {"s/step": seconds, "images/s": batch / seconds, "peak GB": peak, "batch": batch,
+        kernels = dispatched_ops(step)["kernels"]
+    return {"s/step": seconds, "images/s": batch / seconds, "peak GB": peak, "kernels/step": kernels, "batch": batch,
             "resolution": "x".join(map(str, images.shape[1:3])), "precision": exp.train.mixed_precision}
 
 

@@ -218,6 +218,7 @@ def test_paper_steps_lists_training_configs_and_measures_one(tmp_path):
     row = paper_steps.measure(paper_steps.ROOT / "papers/emorl/configs/tetrominoes.yaml", "smoke", repeats=1)
     assert (row["batch"], row["resolution"], row["precision"]) == (8, "35x35", "no")
     assert row["images/s"] == pytest.approx(8 / row["s/step"])
+    assert 1000 < row["kernels/step"] < 3000  # EMORL: about 1,760 (I = 3 refinements, forward and backward)
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: nowhere:Nothing\nprofiles: {smoke: {}}\n")
     from benchmarks.common import json_in_subprocess
@@ -299,3 +300,14 @@ def test_decoder_layout_builds_each_configs_decoder_with_its_slots():
     for (label, (decoder, n)), (path, batch), k in zip(rows.items(), CONFIGS, slots, strict=True):
         assert label.startswith(path) and n == batch * k
         assert decoder.cpu_channels_last is ("(32 ch)" in label)
+
+
+def test_dispatched_ops_counts_kernels_not_views_forward_and_backward():
+    from benchmarks.common import dispatched_ops
+    a, b = torch.randn(3, 4), torch.randn(3, 2, requires_grad=True)
+    # mm, relu, sum; t is a view, and so is the detach with which autograd saves relu's output
+    assert dispatched_ops(lambda: (a.t() @ b).relu().sum()) == {"ops": 5, "kernels": 3}
+    counted = dispatched_ops(lambda: (a.t() @ b).relu().sum().backward())
+    # forward mm, relu, sum; backward ones_like (the seed), sum's expand (a view), threshold_backward, mm with a.t()
+    # (two views of t), and b's gradient stored (a detach: no kernel)
+    assert counted["kernels"] == 6 and counted["ops"] > counted["kernels"]
