@@ -42,6 +42,13 @@ def hardware() -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def float32_mode() -> str:
+    """What float32 ran in on CUDA, which PyTorch sets apart from the dtype: convolutions in TF32 unless
+    `torch.backends.cudnn.allow_tf32` is off (on by default), matrix products at `torch.get_float32_matmul_precision()`
+    ("highest": full float32, the default)."""
+    return f"conv {'tf32' if torch.backends.cudnn.allow_tf32 else 'fp32'}, matmul {torch.get_float32_matmul_precision()}"
+
+
 def provenance(run: Path | None = None, weights: Path | None = None) -> dict:
     """Where a number is computed now; with a training `run` folder also `training`, the segments that trained
     the weights evaluated (`weights`: run/model, or a checkpoint folder; `common.train.loop.TrainState`), and
@@ -54,6 +61,8 @@ def provenance(run: Path | None = None, weights: Path | None = None) -> dict:
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if torch.cuda.is_available():  # a GPU result says whether its float32 convolutions were TF32
+        record["float32"] = float32_mode()
     if run is None:
         return record
     segments = training_record(weights or run / "model")

@@ -260,3 +260,21 @@ def test_provenance_is_dirty_for_code_not_for_the_pipelines_own_outputs():
               " M common/metrics/judges/model.py\nR  papers/a.py -> papers/b.py\n")
     assert code_changes(status) == ["common/metrics/judges/model.py", "papers/b.py"]
     assert code_changes(" D reports/judges/s_acc.json\n M dvc.lock\n") == []
+
+
+def test_a_gpu_record_says_what_float32_ran_in(monkeypatch):
+    """CUDA runs float32 convolutions in TF32 unless told not to: a GPU result names it, a CPU result has no key."""
+    import torch
+
+    from common import provenance as P
+    assert "float32" not in P.provenance()  # here: the CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(P, "hardware", lambda: "1x NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    assert P.provenance()["float32"] == "conv tf32, matmul highest"
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    torch.set_float32_matmul_precision("high")
+    try:
+        assert P.provenance()["float32"] == "conv fp32, matmul high"
+    finally:
+        torch.set_float32_matmul_precision("highest")

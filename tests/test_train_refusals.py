@@ -38,7 +38,8 @@ BAD = {
     "negative steps": (_with(**{"train.steps": -3}), "'train.steps' must be >= 1, got -3"),
     "save_every 0": (_with(**{"train.save_every": 0}), "'train.save_every' must be >= 1, got 0"),
     "batch 0": (_with(**{"train.batch_size": 0}), "'train.batch_size' must be >= 1, got 0"),
-    "fp8": (_with(**{"train.mixed_precision": "fp8"}), "'train.mixed_precision' expects one of 'no', 'fp16', 'bf16'"),
+    "fp8": (_with(**{"train.mixed_precision": "fp8"}), "'train.mixed_precision' expects one of 'no', 'bf16'"),
+    "fp16": (_with(**{"train.mixed_precision": "fp16"}), "'train.mixed_precision' expects one of 'no', 'bf16', got 'fp16'"),
     "lists": (_with(**{"model_config.decoder_kernels": [5]}),
               "decoder layer lists differ in length: channels 2, kernels 1, paddings 2, strides 2"),
     "no model": (_with(model=None), "config has no 'model'"),
@@ -60,7 +61,7 @@ def test_unquoted_no_for_mixed_precision_says_how_to_write_it(tmp_path, capsys):
     text = yaml.safe_dump(_with(**{"train.mixed_precision": "MP"})).replace("mixed_precision: MP", "mixed_precision: no")
     assert _train(tmp_path, text, "--out", str(tmp_path / "run")) == 2
     err = capsys.readouterr().err
-    assert "'train.mixed_precision' expects one of 'no', 'fp16', 'bf16', got False" in err and "quote it" in err
+    assert "'train.mixed_precision' expects one of 'no', 'bf16', got False" in err and "quote it" in err
     assert not (tmp_path / "run").exists()
 
 

@@ -2,7 +2,7 @@
 
 Data are in-memory uint8 tensors; the batch of step t is a pure function of (seed, t), so resuming
 needs no sampler state. Checkpoints (`accelerator.save_state`: model, optimiser, scheduler, RNG,
-GradScaler, plus `TrainState`) are written atomically under `out/checkpoints/step_XXXXXXXX`, the last
+plus `TrainState`) are written atomically under `out/checkpoints/step_XXXXXXXX`, the last
 `keep_last` kept. Each checkpoint also records who trained which steps (`TrainState.segments`: commit,
 hardware, processes, wall time of every stretch between a start, resume or rollback and the next stop), in
 its state and in its own training.json; `out/training.json` is the newest checkpoint's, and the final
@@ -67,7 +67,9 @@ class TrainConfig:
     clip: Literal["norm", "value", "inf", "none"] = "norm"  # global L2 norm, max-abs value, global max-abs
     # rescaling (SVQ / SysBinder: every gradient x min(1, clip_value / max|g|)), or none
     clip_value: float = field(default=5.0, metadata=at_least(0, strict=True))
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    # bf16 autocast, or none. Not fp16: its GradScaler skips overflowing steps as routine, which this loop would
+    # count as divergence and roll back.
+    mixed_precision: Literal["no", "bf16"] = "no"
     seed: int = field(default=0, metadata=at_least(0))
     save_every: int = field(default=1000, metadata=at_least(1))
     keep_last: int = field(default=3, metadata=at_least(1))
@@ -193,7 +195,9 @@ class Trainer:
         self.config, self.out, self.prepare = config, Path(out_dir), prepare  # prepare: stored rows -> a batch
         # cpu=True where there is no accelerator: torchrun's processes then form a gloo group (MULTI_CPU)
         self.accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision,
-                                                      cpu=not torch.accelerator.is_available())
+                                                      cpu=not torch.accelerator.is_available(),
+                                                      dynamo_backend="no")  # not $ACCELERATE_DYNAMO_BACKEND:
+        # compiling the whole model cannot hold EMORL's and IODINE's autograd.grad inside their forward
         acc = self.accelerator
         if acc.device.type == "cpu":
             keep_freed_memory()  # large activations are reused, not faulted in again every step
@@ -319,10 +323,9 @@ class Trainer:
         return out, ok
 
     def _update(self, ok: Tensor) -> None:
-        """Adam step, skipped on the device when not ok (fp16: the GradScaler's found_inf does it)."""
+        """Adam step, skipped on the device when not ok (fused Adam reads found_inf)."""
         torch_optimizer = self.optimizer.optimizer
-        if self.accelerator.scaler is None:
-            torch_optimizer.found_inf = (~ok).float()
+        torch_optimizer.found_inf = (~ok).float()
         try:
             self.optimizer.step()
         finally:
