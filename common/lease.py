@@ -1,6 +1,7 @@
 """One paper/dataset/profile/seed through its pipeline inside a wall-clock budget, on a machine lent for
 minutes (a leased GPU, a pre-emptible job), and the bundle that carries its result or its unfinished run back.
 
+    python -m common.lease stamp          # here: commit-stamp.json, sent with the tree
     python -m common.lease run --paper emorl --dataset tetrominoes --profile short --minutes 9 --out DIR
     python -m common.lease unpack DIR/emorl-tetrominoes-short-seed0.tar.gz*
 
@@ -13,7 +14,9 @@ unfinished run keeps only its latest checkpoint, a finished one only its model) 
 wrote, split into parts of at most `--part-mib` MiB, with `<name>.lease.json` (stages, status, exit codes and
 seconds, the main run's step, hardware, commit, the parts and their SHA-256) beside them. `unpack` checks the
 parts and puts the folders back under the output root; running the same `run` again where the run folder is
-resumes the unfinished run (the train stage's own rule). Files are renamed into place when complete.
+resumes the unfinished run (the train stage's own rule). Files are renamed into place when complete. A tree
+sent without .git names its commit from the stamp beside it (`common.provenance.stamped`: "-dirty" where a file
+differs from the stamp), in lease.json and in every stage's provenance.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.provenance import COMMIT_ENV, git_commit, hardware
+from common.provenance import STAMP, git_commit, hardware, write_stamp
 from common.requirements import require
 from common.train.loop import checkpoint_folders
 
@@ -292,17 +295,22 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--extra", action="append", default=[], metavar="STAGE",
                    help="a paper stage between train and evaluate (iodine: sweep; emorl: baseline)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    r.add_argument("--commit", default=None, help=f"the commit of the tree sent here, where it has no .git "
-                   f"(sets ${COMMIT_ENV} for every stage's provenance)")
     r.add_argument("--no-report", action="store_true", help="leave the report for where the bundle goes")
     r.add_argument("--out", type=Path, required=True, help="where the bundle and lease.json go")
     r.add_argument("--part-mib", type=float, default=16)
     r.add_argument("--max-parts", type=int, default=7, help="parts at most (with lease.json: 8 files)")
     r.add_argument("--max-total-mib", type=float, default=60, help="the bundle's size at most")
+    sub.add_parser("stamp", help=f"here, before sending the tree: its commit and files' SHA-256 in {STAMP}, which "
+                   f"names the commit there (carry it)")
     u = sub.add_parser("unpack", help="put a bundle's folders back under the output root")
     u.add_argument("parts", nargs="+", type=Path)
     u.add_argument("--replace", action="store_true", help="replace existing files and their run folders")
     args = p.parse_args(argv)
+    if args.command == "stamp":
+        path = write_stamp()
+        print(f"{path.name}: {json.loads(path.read_text())['commit']} (a result made from a copy with other files "
+              f"says -dirty)")
+        return 0
     require("pipeline")  # one line naming what is missing, exit 2
     from common.pipeline import OUTPUT_ROOT_ENV, output_root
     try:
@@ -310,8 +318,6 @@ def main(argv: list[str] | None = None) -> int:
             written = unpack(args.parts, output_root(), args.replace)
             print(f"unpacked {len(written)} files under {output_root()} (${OUTPUT_ROOT_ENV} to choose another)")
             return 0
-        if args.commit:
-            os.environ[COMMIT_ENV] = args.commit
         if args.minutes <= 0 or args.reserve < 0:
             raise LeaseError(f"--minutes must be > 0 and --reserve >= 0, got {args.minutes} and {args.reserve}")
         lease = Lease(args.paper, args.dataset, args.profile, args.minutes, args.seed, args.reserve,

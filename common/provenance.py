@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -12,28 +13,63 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINING_RECORD = "training.json"  # training segments: in each checkpoint, the final model and the run folder
-COMMIT_ENV = "OCREPRO_COMMIT"  # the commit of a tree copied without .git (a leased machine: common.lease --commit)
+STAMP = "commit-stamp.json"  # a tree copied without .git: its commit and files (python -m common.lease stamp)
+COMMIT_ENV = "OCREPRO_COMMIT"  # the commit of a tree copied without .git and without a stamp, as stated
+
+
+def is_code(path: str) -> bool:
+    """Whether a tracked file could change a result: everything but what the pipelines themselves write, results
+    under reports/ (DVC deletes a stage's tracked outputs before it runs) and DVC's dvc.lock files."""
+    return not (path.startswith("reports/") or path == "dvc.lock" or path.endswith("/dvc.lock"))
 
 
 def code_changes(porcelain: str) -> list[str]:
-    """The tracked files of `git status --porcelain` output that could change a result: everything but what
-    the pipelines themselves write, results under reports/ (DVC deletes a stage's tracked outputs before it
-    runs) and DVC's dvc.lock files."""
+    """The tracked files of `git status --porcelain` output that could change a result (`is_code`)."""
     paths = [line[3:].split(" -> ")[-1] for line in porcelain.splitlines() if line.strip()]
-    return [p for p in paths if not (p.startswith("reports/") or p == "dvc.lock" or p.endswith("/dvc.lock"))]
+    return [p for p in paths if is_code(p)]
 
 
 def git_commit() -> str:
     """HEAD, with "-dirty" when a tracked file other than the pipelines' own outputs differs from it; where the
-    tree has no git repository, $OCREPRO_COMMIT as stated by whoever copied it there, else "unknown"."""
-    stated = os.environ.get(COMMIT_ENV) or "unknown"
+    tree has no git repository, the commit its stamp names (`stamped`), else $OCREPRO_COMMIT as stated by whoever
+    copied it there, else "unknown"."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                 capture_output=True, text=True, timeout=10).stdout
-        return out.stdout.strip() + ("-dirty" if code_changes(status) else "") if out.returncode == 0 else stated
+        if out.returncode == 0:
+            return out.stdout.strip() + ("-dirty" if code_changes(status) else "")
     except (OSError, subprocess.SubprocessError):
-        return stated
+        pass
+    return stamped(ROOT) or os.environ.get(COMMIT_ENV) or "unknown"
+
+
+def write_stamp(out: Path | None = None) -> Path:
+    """Before copying the tree to a machine without git (a GPU lease): HEAD as `git_commit` gives it and the
+    SHA-256 of every tracked file that could change a result, in ROOT/commit-stamp.json (or `out`)."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    files = {f: _sha256(ROOT / f) for f in sorted(listed.split("\0")) if f and is_code(f) and (ROOT / f).is_file()}
+    out = out or ROOT / STAMP
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps({"commit": git_commit(), "files": files}, indent=0))
+    tmp.replace(out)
+    return out
+
+
+def stamped(root: Path) -> str | None:
+    """The commit in root/commit-stamp.json, with "-dirty" when a file it lists is missing or has other bytes;
+    None without a stamp."""
+    path = root / STAMP
+    if not path.is_file():
+        return None
+    stamp = json.loads(path.read_text())
+    changed = [f for f, digest in stamp["files"].items() if _sha256(root / f) != digest]
+    commit = stamp["commit"]
+    return commit + "-dirty" if changed and not commit.endswith("-dirty") else commit
+
+
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def hardware() -> str:

@@ -1,4 +1,5 @@
 """common.lease: what a time-boxed lease runs, what its bundle carries, and that the bundle comes back intact."""
+import hashlib
 import io
 import json
 import os
@@ -249,12 +250,34 @@ def test_a_spent_budget_and_bad_arguments_are_refused(capsys):
     assert "--minutes must be > 0" in capsys.readouterr().err
 
 
-def test_a_tree_without_git_states_its_commit(tmp_path, monkeypatch):
-    monkeypatch.setattr(provenance, "ROOT", tmp_path)  # not inside any repository
+def test_a_tree_without_git_names_its_commit_from_its_stamp_and_says_dirty_when_a_file_differs(tmp_path, monkeypatch):
+    stamp = provenance.write_stamp(tmp_path / "stamp.json")  # of this repository
+    listed = json.loads(stamp.read_text())
+    assert listed["commit"] == provenance.git_commit() and "common/lease.py" in listed["files"]
+    assert not any(f.startswith("reports/") or f.endswith("dvc.lock") for f in listed["files"])  # results, not code
+    copy = tmp_path / "copy"  # not inside any repository: as the tree a lease receives
+    monkeypatch.setattr(provenance, "ROOT", copy)
     monkeypatch.delenv(provenance.COMMIT_ENV, raising=False)
+    _write(copy / "common/a.py", b"code"), _write(copy / "papers/b.py", b"more")
     assert provenance.git_commit() == "unknown"
-    monkeypatch.setenv(provenance.COMMIT_ENV, "086a558")
+    monkeypatch.setenv(provenance.COMMIT_ENV, "086a558")  # stated, where there is no stamp
     assert provenance.git_commit() == "086a558"
+    files = {f: hashlib.sha256((copy / f).read_bytes()).hexdigest() for f in ("common/a.py", "papers/b.py")}
+    (copy / provenance.STAMP).write_text(json.dumps({"commit": "5f1e2d3", "files": files}))
+    assert provenance.git_commit() == "5f1e2d3"  # the stamp wins over the stated commit
+    _write(copy / "papers/b.py", b"edited there")
+    assert provenance.git_commit() == "5f1e2d3-dirty"
+    (copy / "papers/b.py").unlink()
+    assert provenance.git_commit() == "5f1e2d3-dirty"
+    (copy / provenance.STAMP).write_text(json.dumps({"commit": "5f1e2d3-dirty", "files": files}))
+    assert provenance.git_commit() == "5f1e2d3-dirty"  # dirty here already: not twice
+
+
+def test_the_stamp_command_writes_it_at_the_root(tmp_path, monkeypatch, capsys):
+    written = []
+    monkeypatch.setattr(L, "write_stamp", lambda: written.append(1) or provenance.write_stamp(tmp_path / "s.json"))
+    assert L.main(["stamp"]) == 0 and written == [1]
+    assert provenance.git_commit() in capsys.readouterr().out
 
 
 def test_a_stage_log_tail_shows_one_progress_line():
