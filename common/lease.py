@@ -8,13 +8,14 @@ minutes (a leased GPU, a pre-emptible job), and the bundle that carries its resu
 `run` calls `python -m papers.<paper>.pipeline` stage by stage (prepare, train, the `--extra` stages, evaluate,
 report), each in its own process with its output in a log and a hard stop at the budget's end. Training gets
 what is left after `--reserve` minutes for the stages after it; a run that has its model already (the main run,
-or one an extra stage trains, such as IODINE's sweep models) is not trained again. A stage that fails, or stops at its budget (exit 3), ends the lease. The bundle is written right after
-training and again at the end: a gzipped tar of the run folders this lease wrote and its main run (an
-unfinished run keeps only its latest checkpoint, a finished one only its model) and of the report files it
-wrote, split into parts of at most `--part-mib` MiB, with `<name>.lease.json` (stages, status, exit codes and
-seconds, the main run's step, hardware, commit, the parts and their SHA-256) beside them. `unpack` checks the
-parts and puts the folders back under the output root; running the same `run` again where the run folder is
-resumes the unfinished run (the train stage's own rule). Files are renamed into place when complete. A tree
+or one an extra stage trains, such as IODINE's sweep models) is not trained again. A stage that fails, or stops
+at its budget (exit 3), ends the lease. The bundle is written right after training and again at the end: a
+gzipped tar of the run folders this lease wrote and its main run (an unfinished run keeps only its latest
+checkpoint, a finished one only its model) and of the report files it wrote, split into parts of at most
+`--part-mib` MiB, with `<name>.lease.json` (stages, status, exit codes and seconds, the main run's step,
+hardware, commit, the parts and their SHA-256) beside them. `unpack` checks the parts and puts the folders back
+under the output root; running the same `run` again where the run folder is resumes the unfinished run (the
+train stage's own rule). Files are renamed into place when complete. A tree
 sent without .git names its commit from the stamp beside it (`common.provenance.stamped`: "-dirty" where a file
 differs from the stamp), in lease.json and in every stage's provenance.
 """
@@ -105,8 +106,8 @@ def run_stage(lease: Lease, stage: str, logs: Path, timeout: float, max_minutes:
     start = time.monotonic()
     quiet = {"TQDM_MININTERVAL": "5"}  # a progress line every 5 s, not 10 a second: the logs travel and are kept
     keep = {KEEP_FINISHED_ENV: "1"}  # what an earlier lease finished (IODINE's sweep models) is not trained again
-    code = spawn(lease.command(stage, max_minutes), logs / f"{stage}.log", {**quiet, **os.environ, **keep, **(env or {})},
-                 max(timeout, 1.0))
+    code = spawn(lease.command(stage, max_minutes), logs / f"{stage}.log",
+                 {**quiet, **os.environ, **keep, **(env or {})}, max(timeout, 1.0))
     status = {0: "done", EXIT_BUDGET: "budget spent", EXIT_TIMEOUT: "stopped at the lease's end"}.get(code, "failed")
     note(lease, stage, status, time.monotonic() - start, code)
     tail = _last_lines((logs / f"{stage}.log").read_text(errors="replace"), 8)

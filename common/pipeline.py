@@ -144,9 +144,10 @@ def train(stage: Stage, resume: bool = False, data: Stage | None = None, run_dir
           max_minutes: float | None = None, **rows) -> Path:
     """Run the shared training CLI on the prepared data of `data` (default: this stage's own) into
     `run_dir` (default: the stage's). An unfinished run there is resumed (its config must match); anything
-    else there is replaced by a fresh run, except a `finished` one where $OCREPRO_KEEP_FINISHED is set (a lease run
-    again must not retrain what an earlier one finished: IODINE's sweep, the baselines). `max_minutes` (default: $OCREPRO_MAX_MINUTES) is a time budget
-    after which training saves and stops (BudgetSpent); the same call again resumes. `rows=..., prepare=...`
+    else there is replaced by a fresh run, except a `finished` one where $OCREPRO_KEEP_FINISHED is set (a lease
+    run again must not retrain what an earlier one finished: IODINE's sweep, the baselines). `max_minutes`
+    (default: $OCREPRO_MAX_MINUTES) is a time budget after which training saves and stops (BudgetSpent); the
+    same call again resumes. `rows=..., prepare=...`
     train on rows other than the data's images (`common.train.__main__.run`; SVQ's priors on codes)."""
     from common.train.__main__ import parse_args, run
     run_dir = run_dir or stage.run_dir

@@ -80,9 +80,10 @@ def hardware() -> str:
 
 def float32_mode() -> str:
     """What float32 ran in on CUDA, which PyTorch sets apart from the dtype: convolutions in TF32 unless
-    `torch.backends.cudnn.allow_tf32` is off (on by default), matrix products at `torch.get_float32_matmul_precision()`
-    ("highest": full float32, the default)."""
-    return f"conv {'tf32' if torch.backends.cudnn.allow_tf32 else 'fp32'}, matmul {torch.get_float32_matmul_precision()}"
+    `torch.backends.cudnn.allow_tf32` is off (on by default), matrix products at
+    `torch.get_float32_matmul_precision()` ("highest": full float32, the default)."""
+    conv = "tf32" if torch.backends.cudnn.allow_tf32 else "fp32"
+    return f"conv {conv}, matmul {torch.get_float32_matmul_precision()}"
 
 
 def provenance(run: Path | None = None, weights: Path | None = None) -> dict:
