@@ -1,7 +1,8 @@
 """LOM's training step beside its orderless backbone's alone, side by side in one run (LOM App. A.4.3: "LOM-GENv2-G
-takes approximately a similar amount of time" as GENv2 to train; the paper gives no figure for LOM-EMORL against EMORL): LOM-EMORL and EMORL (I = 2, Gaussian sigma 0.7), LOM-GENv2-G and GENv2-G (the
-independent prior), all at ShapeStacks 64 px, K = 9, |z| = 64, D_s = 128, batch 32 on the GPU (8 on a CPU, to
-keep `make bench` short), one full optimiser step through the shared Trainer (forward, backward, Adam, GECOs).
+takes approximately a similar amount of time" as GENv2 to train; the paper gives no figure for LOM-EMORL against
+EMORL): LOM-EMORL and EMORL (I = 2, Gaussian sigma 0.7), LOM-GENv2-G and GENv2-G (the independent prior), all at
+ShapeStacks 64 px, K = 9, |z| = 64, D_s = 128, batch 32 on the GPU (8 on a CPU, to keep `make bench` short), one
+full optimiser step through the shared Trainer (forward, backward, Adam, GECOs).
 Prints seconds per step, images per second, and LOM / backbone."""
 from __future__ import annotations
 

@@ -15,9 +15,9 @@ checkpoint, a finished one only its model) and of the report files it wrote, spl
 `--part-mib` MiB, with `<name>.lease.json` (stages, status, exit codes and seconds, the main run's step,
 hardware, commit, the parts and their SHA-256) beside them. `unpack` checks the parts and puts the folders back
 under the output root; running the same `run` again where the run folder is resumes the unfinished run (the
-train stage's own rule). Files are renamed into place when complete. A tree
-sent without .git names its commit from the stamp beside it (`common.provenance.stamped`: "-dirty" where a file
-differs from the stamp), in lease.json and in every stage's provenance.
+train stage's own rule). Files are renamed into place when complete. A tree sent without .git names its commit
+from the stamp beside it (`common.provenance.stamped`: "-dirty" where a file differs from the stamp), in
+lease.json and in every stage's provenance.
 """
 from __future__ import annotations
 
@@ -37,9 +37,8 @@ from pathlib import Path
 
 from common.provenance import STAMP, git_commit, hardware, write_stamp
 from common.requirements import require
-from common.train.loop import checkpoint_folders
+from common.train.loop import EXIT_BUDGET, checkpoint_folders
 
-EXIT_BUDGET = 3  # common.train.loop.EXIT_BUDGET (the stages run in their own processes)
 EXIT_TIMEOUT = 124  # a stage stopped at the lease's end (as timeout(1) reports it)
 BUNDLE_SECONDS = 30  # kept at the end for the last bundle
 MIB = 2 ** 20
@@ -130,7 +129,7 @@ def _last_lines(text: str, n: int) -> list[str]:
 def run(lease: Lease, out: Path, part_mib: float = 16, max_parts: int = 7, max_total_mib: float = 60) -> dict:
     """The lease: stages within the budget, a bundle after training and one at the end in `out`. Returns the
     summary written beside the bundle as <name>.lease.json."""
-    from common.pipeline import finished, output_root  # after require("pipeline"): it needs datasets
+    from common.pipeline import BUDGET_ENV, finished, output_root  # after require("pipeline"): it needs datasets
     start, since, root = time.monotonic(), time.time(), output_root()
     end = start + 60 * lease.minutes - BUNDLE_SECONDS  # every stage is stopped by then
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())  # each lease's logs in their own folder
@@ -151,7 +150,7 @@ def run(lease: Lease, out: Path, part_mib: float = 16, max_parts: int = 7, max_t
         pack()  # what training made comes back even if a later stage overruns the machine's limit
     for stage in lease.extra:
         left = max((end - time.monotonic()) / 60 - lease.reserve, 0.1)
-        budget = {"OCREPRO_MAX_MINUTES": f"{left:.2f}"}  # the stage's own trainings stop and save by then
+        budget = {BUDGET_ENV: f"{left:.2f}"}  # the stage's own trainings stop and save by then
         ok = ok and run_stage(lease, stage, logs, end - time.monotonic(), env=budget) == 0
     if ok and run_stage(lease, "evaluate", logs, end - time.monotonic()) == 0 and lease.report:
         run_stage(lease, "report", logs, end - time.monotonic())  # one that fails here renders where the bundle goes

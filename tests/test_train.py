@@ -321,9 +321,9 @@ def test_train_and_evaluate_on_a_saved_dataset(tmp_path):
 
 def test_keep_freed_memory_stops_refaulting_large_activations():
     """After keep_freed_memory(), a step that holds 2.2 GB of 200 MB activations and frees them reuses the
-    freed heap (all of it, or all but one block) instead of faulting it in page by page again (glibc's mmap above 32 MiB by default). Trimming
-    must be off, not capped: with mallopt's largest threshold (2 GiB, below what this step frees) glibc still
-    hands the freed top back and about 540K pages fault again."""
+    freed heap (all of it, or all but one block) instead of faulting it in page by page again (glibc's mmap
+    above 32 MiB by default). Trimming must be off, not capped: with mallopt's largest threshold (2 GiB, below
+    what this step frees) glibc still hands the freed top back and about 540K pages fault again."""
     import subprocess
     import sys
     code = """
