@@ -29,6 +29,13 @@ def profile_judge(profile: str, task: str = "s_acc") -> Path:
     return output_root() / "runs" / "judges" / f"{task}-{profile}"
 
 
+def s_acc_judge(data_name: str, profile: str) -> Path | None:
+    """The S-Acc judge that an evaluation of `data_name` scores its samples with at this profile, or None:
+    S-Acc is a ShapeStacks measure (SRI §5.3, LOM §4). SRI's and LOM's dvc.yaml make the judge a dependency of
+    exactly these evaluations."""
+    return profile_judge(profile) if data_name == "shapestacks" else None
+
+
 def sources_unchanged_since(commit: str) -> bool | None:
     """Whether the judge's sources (SOURCES) in the working tree are as they were at `commit`; None where git
     cannot tell (no repository, as on a device's copy of the tree, or an unknown commit)."""

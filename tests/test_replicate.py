@@ -2,6 +2,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -99,3 +101,25 @@ def test_a_second_replicate_in_the_same_workspace_is_refused(tmp_path, monkeypat
         assert holder.returncode == 2 and "another make replicate is running in this workspace (pid" in holder.stderr
     with replicate.workspace_lock():  # released: the next one runs
         pass
+
+
+@pytest.mark.parametrize("paper", ["sri", "lom"])
+def test_only_shapestacks_evaluations_wait_for_the_s_acc_judge(paper):
+    """Each config is evaluated by one DVC stage, and that stage depends on the S-Acc judge exactly when the
+    evaluation scores with it (`s_acc_judge`): a CLEVR6 or Objects Room run never trains a judge it does not use."""
+    import yaml
+    from common.profile_judge import s_acc_judge
+    from common.train.experiment import load_experiment
+    settings = yaml.safe_load((ROOT / "params.yaml").read_text())[paper]
+    stages = yaml.safe_load((ROOT / "papers" / paper / "dvc.yaml").read_text())["stages"]
+    judge = f"runs/judges/s_acc-${{{paper}.profile}}"
+    evaluated = []
+    for name, stage in stages.items():
+        if f"papers.{paper}.pipeline evaluate " not in stage.get("cmd", ""):
+            continue
+        datasets = settings[stage["matrix"]["dataset"].removeprefix(f"${{{paper}.").removesuffix("}")]
+        evaluated += datasets
+        for dataset in datasets:
+            data = load_experiment(ROOT / "papers" / paper / "configs" / f"{dataset}.yaml", "smoke").data.name
+            assert (judge in stage["deps"]) == (s_acc_judge(data, "smoke") is not None), (name, dataset)
+    assert sorted(evaluated) == sorted(settings["datasets"])

@@ -355,6 +355,8 @@ def test_each_listed_baseline_has_its_shared_genesis_config():
         assert (genesis["sigma"], genesis["num_slots"]) == (sri["sigma"], sri["num_slots"]), dataset
     assert all(baseline_stage(Stage("sri", d, "smoke")) is None for d in settings["variants"])  # ablations too
     assert set(settings["baselines"]) | set(settings["variants"]) == set(settings["datasets"])
+    for split in ("baselines", "variants"):  # the evaluation stages' lists (by the S-Acc judge): the same configs
+        assert sorted(settings[f"{split}_shapestacks"] + settings[f"{split}_other"]) == sorted(settings[split])
     paper = baseline_stage(Stage("sri", "clevr6", "paper"))  # App. A.4: baselines train "the same setup as SRI"
     assert paper.experiment().train.steps == Stage("sri", "clevr6", "paper").experiment().train.steps == 425_000
 

@@ -24,7 +24,7 @@ from common.metrics import dci
 from common.metrics.dci import select_factors, slot_factor_table
 from common.metrics.generative import evaluate_samples, generation_order
 from common.pipeline import Stage
-from common.profile_judge import profile_judge
+from common.profile_judge import s_acc_judge
 from common.train.experiment import load_scenes
 from common.train.loop import to_float_images
 from common.viz import colour_masks, grid, save_png
@@ -145,8 +145,9 @@ def evaluate(stage: Stage) -> Path:
     generator = torch.Generator(device=device_of(model)).manual_seed(cfg.seed + 1)
     samples = draw(model, cfg.order_n, cfg.temperature, generator, cfg.batch_size)
     record["generation_order"] = generation_order(samples["masks"])  # Fig. 3d in numbers
-    if exp.data.name == "shapestacks":
-        record["s_acc"] = s_acc(model, profile_judge(stage.profile), cfg.s_acc_n, cfg.s_acc_paper_n, cfg.temperature,
+    judge = s_acc_judge(exp.data.name, stage.profile)
+    if judge is not None:
+        record["s_acc"] = s_acc(model, judge, cfg.s_acc_n, cfg.s_acc_paper_n, cfg.temperature,
                                 cfg.quantisation, cfg.batch_size, generator)
     _, test = load_scenes(exp.data, exp.data.eval_split, max(cfg.bpd_n, cfg.n_samples, cfg.retrieval_queries))
     record["test_kl"] = held_out_kl(model, test["image"][:cfg.bpd_n], cfg.batch_size)

@@ -21,7 +21,7 @@ from common.evaluate_generative import draw, s_acc
 from common.evaluate_generative import run as generative_evaluation
 from common.metrics.generative import generation_order
 from common.pipeline import ROOT, Stage
-from common.profile_judge import profile_judge
+from common.profile_judge import s_acc_judge
 from common.train.experiment import load_scenes
 from common.train.loop import to_float_images
 from common.viz import colour_masks, grid, save_png
@@ -116,7 +116,7 @@ def evaluate(stage: Stage) -> Path:
     """The SRI run of this stage and, when trained, its GENESIS-v2 baseline (in baseline/)."""
     exp = stage.experiment()
     cfg = from_dict(SRIEval, exp.eval, "eval")
-    judge = profile_judge(stage.profile) if exp.data.name == "shapestacks" else None
+    judge = s_acc_judge(exp.data.name, stage.profile)
     out = stage.seed_dir
     out.mkdir(parents=True, exist_ok=True)
     record = evaluate_run(stage.run_dir, cfg, out, judge)
