@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,14 @@ class Claim:
     source: str
     key: str  # dotted path into metrics.json, e.g. "metrics.ari_fg"
     scale: float = 1.0  # ours x scale is in the paper's unit (e.g. 100 for %)
+
+    def label(self, profile: str) -> str:
+        """The metric as a report of `profile` names it. An "ours: ..." clause that counts something (samples,
+        scenes, steps) gives the `short` and `paper` profiles' counts; a smoke report's are far smaller, so there
+        the clause points to the counts that the report itself states for the run."""
+        if profile != "smoke":
+            return self.metric
+        return re.sub(r"ours: [^;)]*\d[^;)]*", "ours: this run's counts, stated in this report", self.metric)
 
 
 def claims(paper: str) -> list[Claim]:

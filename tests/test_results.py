@@ -79,3 +79,14 @@ def test_hardware_and_commit_are_those_that_trained_the_run(tmp_path, monkeypatc
     assert ("steps 500-2,000: 1x NVIDIA H100, 1 process(es), commit `1111111111aa`, 10.0 min from "
             "2026-11-22T10:00") in text
     assert "- seed 1: no training record" in text
+
+
+def test_a_smoke_report_does_not_state_the_short_profiles_counts_as_its_own():
+    from papers.sri.paper_results import ARI_LABEL, FID_LABEL
+    fid = Claim("shapestacks", FID_LABEL, 70.4, 3, 3, "Table 2", "metrics.fid")
+    assert fid.label("short") == fid.label("paper") == FID_LABEL  # the results of record keep the label whole
+    assert fid.label("smoke") == "FID (paper: 10,000 samples; ours: this run's counts, stated in this report)"
+    ari = Claim("clevr6", ARI_LABEL, 0.97, 0.01, 3, "Table 2", "metrics.ari_fg_decoder")
+    assert ari.label("smoke") == "ARI-FG (ours: this run's counts, stated in this report)"
+    last = Claim("d", "OOD accuracy (%) (ours: at the last step)", 46.8, None, None, "Table 4", "k")
+    assert last.label("smoke") == last.metric  # no count in the clause: true of smoke too

@@ -48,9 +48,9 @@ OURS_TABLE2 = {
 
 FID, ARI, SACC = "metrics.fid", "metrics.ari_fg_decoder", "s_acc.accuracy"
 FID_LABEL = "FID at tau 0.8 (paper: 10,000 samples; ours: 10,000 paper profile, 2,000 short)"
-SACC_LABEL = "S-Acc (%) (paper: 100 labelled by hand; ours: 1,000 by the learned judge, reports/judges)"
-ARI_LABEL = "ARI-FG (320 test scenes)"
-DCI_LABEL = "DCI {} (EMORL Table 3's code and factors, its paper's estimator; 320 test scenes)"
+SACC_LABEL = "S-Acc (%), learned judge (paper: 100 labelled by hand; ours: 1,000 samples, reports/judges)"
+ARI_LABEL = "ARI-FG (ours: 320 test scenes)"
+DCI_LABEL = "DCI {} (EMORL Table 3's code and factors, its paper's estimator; ours: 320 test scenes)"
 
 CLAIMS = [  # the results of record (reports/README.md): paper's number, where ours is in metrics.json
     *(Claim(ours, FID_LABEL, *TABLE2[model][d]["fid"], RUNS, f"Table 2 ({model})", FID)

@@ -110,8 +110,8 @@ FID, ARI, BPD, SACC = "metrics.fid", "metrics.ari_fg_decoder", "metrics.bpd", "s
 # How ours differ from the paper's measurement, in each row's label (counts: configs' eval, per profile)
 FID_LABEL = "FID (paper: 10,000 samples; ours: 10,000 paper profile, 2,000 short)"
 BPD_LABEL = "-ELBO (bpd) (paper: 5,000 validation scenes; ours: test split, 5,000 paper / 2,000 short)"
-SACC_LABEL = "S-Acc (%) (paper: 100 labelled by hand; ours: 1,000 by the learned judge, reports/judges)"
-ARI_LABEL = "ARI-FG (320 test scenes)"
+SACC_LABEL = "S-Acc (%), learned judge (paper: 100 labelled by hand; ours: 1,000 samples, reports/judges)"
+ARI_LABEL = "ARI-FG (ours: 320 test scenes)"
 
 
 def _t2(model: str, dataset: str, metric: str) -> tuple[float, float | None]:

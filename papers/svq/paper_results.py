@@ -30,7 +30,7 @@ TABLE5 = {"dVAE": (27.52, 19.87), "VQ-VAE Indices": (24.53, 17.74), "VQ-VAE Code
 # The results of record (reports/README.md): Tables 2-3's SVQ, dVAE, VQ-VAE and GENESIS-v2 columns. One run per
 # entry in the paper (no std, seeds None).
 FID_LABEL = "FID (paper: N not stated, the official dump writes 1,000; ours: 10,000 paper profile, 2,000 short)"
-ACC_LABEL = ("generation accuracy (%) (paper: 128 labelled by hand; ours: 1,000 by the learned judge, "
+ACC_LABEL = ("generation accuracy (%), learned judge (paper: 128 labelled by hand; ours: 1,000 samples, "
              "reports/judges)")
 COLUMNS = {"SVQ": "svq", "dVAE": "dvae", "VQ-VAE": "vqvae", "GENESIS-v2": "genesis"}  # model -> metrics.generative.<key>
 CLAIMS = [
