@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -45,31 +45,46 @@ def gflop(fn: Callable[[], object]) -> float:
     return counter.get_total_flops() / 1e9
 
 
-# Operators that only reinterpret or allocate memory (no kernel runs on a GPU for them).
+# Operators that only reinterpret or allocate memory, or only compute on the host (no kernel runs on a GPU for them).
 VIEWS = frozenset({"view", "_unsafe_view", "_reshape_alias", "reshape", "t", "transpose", "permute", "expand",
                    "select", "slice", "unsqueeze", "squeeze", "as_strided", "alias", "detach", "split", "unbind",
-                   "chunk", "split_with_sizes", "empty", "empty_like", "empty_strided", "lift_fresh"})
+                   "chunk", "split_with_sizes", "empty", "empty_like", "empty_strided", "lift_fresh",
+                   "promote_types", "_record_function_enter_new", "_record_function_exit"})
+HOST_READ = "_local_scalar_dense"  # .item(), bool(), float() or int() of a tensor: on a GPU, the host waits for it
 
 
-def dispatched_ops(fn: Callable[[], object]) -> dict:
+def dispatched_ops(fn: Callable[[], object], host_counters: Sequence[torch.optim.Optimizer] = ()) -> dict:
     """Operators one call of `fn` dispatches, forward and backward: all of them, and the `kernels` (those that
-    compute; a GPU launches at least one kernel for each). On a GPU, a step of small tensors costs about the
-    launch overhead times `kernels`, whatever its FLOPs."""
+    compute; a GPU launches at least one kernel for each), and the `host_reads` among them (each makes the host wait
+    until the GPU has run everything queued before it). On a GPU, a step of small tensors costs about the launch
+    overhead times `kernels`, whatever its FLOPs, and more where host reads keep the host from launching ahead.
+    The steps of `host_counters` add no host reads: PyTorch's default (non-capturable) Adam keeps its step counts
+    on the host, so on a GPU reading them waits for nothing, while on the CPU they look like any other read."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Count(TorchDispatchMode):
         def __init__(self):
             super().__init__()
-            self.n, self.kernels = 0, 0
+            self.n, self.kernels, self.host_reads, self.in_counter_step = 0, 0, 0, False
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
             self.n += 1
-            self.kernels += func.overloadpacket.__name__ not in VIEWS
+            self.kernels += name not in VIEWS
+            self.host_reads += name == HOST_READ and not self.in_counter_step
             return func(*args, **(kwargs or {}))
 
-    with Count() as counted:
-        fn()
-    return {"ops": counted.n, "kernels": counted.kernels}
+    counted = Count()
+    hooks = [h for opt in host_counters for h in (
+        opt.register_step_pre_hook(lambda *_: setattr(counted, "in_counter_step", True)),
+        opt.register_step_post_hook(lambda *_: setattr(counted, "in_counter_step", False)))]
+    try:
+        with counted:
+            fn()
+    finally:
+        for h in hooks:
+            h.remove()
+    return {"ops": counted.n, "kernels": counted.kernels, "host_reads": counted.host_reads}
 
 
 def matmul_gflop_per_s(n: int = 2048, repeats: int = 5) -> float:

@@ -19,9 +19,9 @@ from collections.abc import Callable
 
 import torch
 
-from benchmarks.common import gflop, median_seconds, table
-from benchmarks.official import (ANCHOR_LABEL, NO_ANCHOR_RATIO, add_work, alternating_seconds, describe, load_emorl,
-                                 load_official, official_emorl_step, parameters, side_by_side)
+from benchmarks.common import dispatched_ops, gflop, median_seconds, table
+from benchmarks.official import (ANCHOR_LABEL, NO_ANCHOR_RATIO, add_kernels, add_work, alternating_seconds, describe,
+                                 load_emorl, load_official, official_emorl_step, parameters, side_by_side)
 from common.data import generate_split
 from common.provenance import hardware
 from common.train import TrainConfig, Trainer
@@ -66,12 +66,16 @@ def main(official: str | None = None, *, batch_size: int = 32, repeats: int = 10
         steps = {OURS: ours, OFFICIAL: official_emorl_step(theirs, images)}
         times = alternating_seconds(steps, repeats, warmup)
         work = {name: gflop(step) for name, step in steps.items()}
+        counted = official_emorl_step(theirs, images, foreach=True)
+        counts = {OURS: dispatched_ops(ours), OFFICIAL: dispatched_ops(counted, [counted.optimiser])}
     rows, line = side_by_side(times, OURS, OFFICIAL, note="; target <= 0.5")
     for row, m in zip(rows, (model, theirs.model)):
         row["params"] = parameters(m)
     work_line = add_work(rows, work, OURS, OFFICIAL)
+    kernel_line = add_kernels(rows, counts, OURS, OFFICIAL)
     print(describe(official, repeats, warmup))
     print(table(rows))
     print(line)
     if work_line:
         print(work_line)
+    print(kernel_line)

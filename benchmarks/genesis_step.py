@@ -15,9 +15,9 @@ import tempfile
 
 import torch
 
-from benchmarks.common import table, trainer_step, trainer_step_seconds
-from benchmarks.official import (ANCHOR_LABEL, NO_ANCHOR_RATIO, alternating_seconds, describe, load_genesis_in_sri,
-                                 load_official, official_genesis_step, parameters, side_by_side)
+from benchmarks.common import dispatched_ops, table, trainer_step, trainer_step_seconds
+from benchmarks.official import (ANCHOR_LABEL, NO_ANCHOR_RATIO, add_kernels, alternating_seconds, describe,
+                                 load_genesis_in_sri, load_official, official_genesis_step, parameters, side_by_side)
 from common.data import generate_split
 from common.models.genesis_v2 import GenesisV2, GenesisV2Config
 from common.provenance import hardware
@@ -49,12 +49,17 @@ def main(official: str | None = None, *, batch_size: int = 32, repeats: int = 5,
         steps = {OURS: trainer_step(ours, images, batch_size, out),
                  OFFICIAL: official_genesis_step(theirs, to_float_images(images))}
         times = alternating_seconds(steps, repeats, warmup)
+        counts = {OURS: dispatched_ops(steps[OURS]),
+                  OFFICIAL: dispatched_ops(official_genesis_step(theirs, to_float_images(images), foreach=True),
+                                           [theirs.optimiser])}
     rows, line = side_by_side(times, OURS, OFFICIAL, note="; the same architecture and prior; target <= 0.5")
     for row in rows:
         row["params"] = parameters(theirs.model if row["code"] == OFFICIAL else ours)
+    kernel_line = add_kernels(rows, counts, OURS, OFFICIAL)
     print(describe(official, repeats, warmup))
     print(table(rows))
     print(line)
+    print(kernel_line)
 
 
 if __name__ == "__main__":

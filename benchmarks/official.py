@@ -138,12 +138,15 @@ def _set_curriculum(official: OfficialEMORL) -> None:
             return
 
 
-def official_emorl_step(official: OfficialEMORL, images: torch.Tensor) -> Callable[[], None]:
+def official_emorl_step(official: OfficialEMORL, images: torch.Tensor,
+                        foreach: bool | None = None) -> Callable[[], None]:
     """One full optimiser step of train.py's loop on `images` in [0, 1] (fed as [-1, 1]), at a step
-    where GECO is active; its state is updated as there (EMA, then beta)."""
+    where GECO is active; its state is updated as there (EMA, then beta). `foreach`: Adam's implementation
+    (None: PyTorch's choice for the device, a loop over parameters on the CPU; True: what CUDA runs). The
+    step's `optimiser` attribute is that Adam."""
     model, geco, tr = official.model, official.geco, official.training
     x = _as_loaded(images)
-    opt = torch.optim.Adam(model.parameters(), lr=tr["lr"])
+    opt = torch.optim.Adam(model.parameters(), lr=tr["lr"], foreach=foreach)
     _set_curriculum(official)
 
     def step() -> None:
@@ -156,6 +159,7 @@ def official_emorl_step(official: OfficialEMORL, images: torch.Tensor) -> Callab
         model.geco_C_ema = geco.update_ema(model.geco_C_ema, out["nll"])
         model.geco_beta = geco.step_beta(model.geco_C_ema, model.geco_beta, tr["geco_beta_stepsize"])
 
+    step.optimiser = opt
     return step
 
 
@@ -213,6 +217,20 @@ def add_work(rows: list[dict], work: dict[str, float], ours: str, official: str)
     return (f"ours / official in GFLOP per step: {work[ours] / work[official]:.2f} (FlopCounterMode: matrix products "
             f"and convolutions, forward and backward); one {matmul_gflop_per_s():.0f} GFLOP/s fp32 matrix product "
             "sets the ceiling on this machine")
+
+
+def add_kernels(rows: list[dict], counts: dict[str, dict], ours: str, official: str) -> str:
+    """Put each code's kernels and host reads per step (benchmarks.common.dispatched_ops) into its row; return the
+    line with ours / official in kernels: on a GPU, where these small steps are bound by kernel launches, the
+    floor of the throughput ratio that eager execution can reach. Count the official step with `foreach=True`
+    (its Adam as CUDA runs it: on the CPU PyTorch loops over the parameters, a dozen kernels each) and its Adam
+    as a host counter (its step counts live on the host on a GPU too)."""
+    for row in rows:
+        row.update(kernels=counts[row["code"]]["kernels"], **{"host reads": counts[row["code"]]["host_reads"]})
+    return (f"ours / official in kernels per step: {counts[ours]['kernels'] / counts[official]['kernels']:.2f} "
+            f"(each a launch on a GPU; the official's Adam counted as CUDA runs it); host reads of the device per "
+            f"step (.item(), bool() of a tensor: each makes a GPU's host wait): ours {counts[ours]['host_reads']}, "
+            f"official {counts[official]['host_reads']}")
 
 
 def describe(path: str | Path, repeats: int, warmup: int) -> str:
@@ -284,14 +302,22 @@ def load_sri(path: str | Path, device: str | torch.device = "cpu") -> OfficialSR
     return OfficialSRI(model, gecos, torch.optim.Adam(model.parameters(), lr=1e-4))
 
 
-def official_sri_step(official: OfficialSRI, images: torch.Tensor) -> Callable[[], None]:
+def _set_foreach(optimiser: torch.optim.Optimizer, foreach: bool | None) -> None:
+    """Adam's implementation for the next step (see `official_emorl_step`)."""
+    for group in optimiser.param_groups:
+        group["foreach"] = foreach
+
+
+def official_sri_step(official: OfficialSRI, images: torch.Tensor,
+                      foreach: bool | None = None) -> Callable[[], None]:
     """train.py's inner-loop body on the unmodified model: forward, the GENESIS-v2 loss under its GECO
-    plus the SRI loss (scene + rollout + slot KL) under the second GECO, backward, Adam. Images float
-    [B,3,H,W] in [0,1], contiguous NCHW as its loader gives them."""
+    plus the SRI loss (scene + rollout + slot KL) under the second GECO, backward, Adam (`foreach` as in
+    `official_emorl_step`). Images float [B,3,H,W] in [0,1], contiguous NCHW as its loader gives them."""
     x = images.contiguous()
     geco, geco_sri = official.gecos
 
     def step() -> None:
+        _set_foreach(official.optimiser, foreach)
         official.optimiser.zero_grad()
         _, losses, *_ = official.model(x)
         kl_l = losses.kl_l.mean(0) if "kl_l" in losses else torch.stack(losses.kl_l_k, dim=1).mean(dim=0).sum()
@@ -319,13 +345,16 @@ def load_genesis_in_sri(path: str | Path, device: str | torch.device = "cpu") ->
     return OfficialSRI(model, (geco_module.GECO(**SRI_GECO),), torch.optim.Adam(model.parameters(), lr=1e-4))
 
 
-def official_genesis_step(official: OfficialSRI, images: torch.Tensor) -> Callable[[], None]:
+def official_genesis_step(official: OfficialSRI, images: torch.Tensor,
+                          foreach: bool | None = None) -> Callable[[], None]:
     """SRI train.py's GENESIS-v2 half of the step on the unmodified model: forward, the MoG NLL and the summed
-    per-slot KL under GECO, backward, Adam. Images float [B,3,H,W] in [0,1]."""
+    per-slot KL under GECO, backward, Adam (`foreach` as in `official_emorl_step`). Images float [B,3,H,W] in
+    [0,1]."""
     x = images.contiguous()
     (geco,) = official.gecos
 
     def step() -> None:
+        _set_foreach(official.optimiser, foreach)
         official.optimiser.zero_grad()
         _, losses, *_ = official.model(x)
         kl = torch.stack(losses.kl_l_k, dim=1).mean(dim=0).sum()
@@ -388,11 +417,14 @@ def load_svq(path: str | Path, image_size: int = 64, device: str | torch.device 
     return OfficialSVQ(model, args, optimiser)
 
 
-def official_svq_step(official: OfficialSVQ, images: torch.Tensor, tau: float = 1.0) -> Callable[[], None]:
-    """train.py's inner-loop body. Images float [B,3,H,W] in [0,1], contiguous NCHW as its loader gives them."""
+def official_svq_step(official: OfficialSVQ, images: torch.Tensor, tau: float = 1.0,
+                      foreach: bool | None = None) -> Callable[[], None]:
+    """train.py's inner-loop body (Adam's `foreach` as in `official_emorl_step`). Images float [B,3,H,W] in [0,1],
+    contiguous NCHW as its loader gives them."""
     x, a = images.contiguous(), official.args
 
     def step() -> None:
+        _set_foreach(official.optimiser, foreach)
         official.optimiser.zero_grad()
         _, cross_entropy, mse, _, vq_loss, commitment = official.model(x, tau)
         loss = mse + cross_entropy + a.vq_beta * vq_loss + a.commitment_beta * commitment

@@ -18,9 +18,9 @@ import tempfile
 
 import torch
 
-from benchmarks.common import gflop, median_seconds, table, trainer_step
-from benchmarks.official import (ANCHOR_LABEL, NO_ANCHOR_RATIO, add_work, alternating_seconds, describe, load_official,
-                                 load_sri, official_sri_step, parameters, side_by_side)
+from benchmarks.common import dispatched_ops, gflop, median_seconds, table, trainer_step
+from benchmarks.official import (ANCHOR_LABEL, NO_ANCHOR_RATIO, add_kernels, add_work, alternating_seconds, describe,
+                                 load_official, load_sri, official_sri_step, parameters, side_by_side)
 from common.data import generate_split
 from common.provenance import hardware
 from common.train.loop import to_float_images
@@ -57,6 +57,9 @@ def main(official: str | None = None, *, batch_size: int = 32, repeats: int = 5,
         steps[OFFICIAL] = official_sri_step(theirs, to_float_images(images))
         times = alternating_seconds(steps, repeats, warmup)
         work = {name: gflop(step) for name, step in steps.items()}
+        counts = {**{name: dispatched_ops(steps[name]) for name in models},
+                  OFFICIAL: dispatched_ops(official_sri_step(theirs, to_float_images(images), foreach=True),
+                                           [theirs.optimiser])}
     rows, line = side_by_side({n: times[n] for n in (SEPARATE, OFFICIAL)}, SEPARATE, OFFICIAL,
                               note="; the same architecture; target <= 0.5")
     shared = statistics.median(times[SHARED]) / statistics.median(times[OFFICIAL])
@@ -64,12 +67,14 @@ def main(official: str | None = None, *, batch_size: int = 32, repeats: int = 5,
     for row in rows:
         row["params"] = parameters(theirs.model if row["code"] == OFFICIAL else models[row["code"]])
     work_line = add_work(rows, work, SEPARATE, OFFICIAL)
+    kernel_line = add_kernels(rows, counts, SEPARATE, OFFICIAL)
     print(describe(official, repeats, warmup))
     print(table(rows))
     print(line)
     print(f"ours with the paper's architecture / official: {shared:.2f}")
     if work_line:
         print(work_line)
+    print(kernel_line)
 
 
 if __name__ == "__main__":

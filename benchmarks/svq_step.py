@@ -16,9 +16,9 @@ import tempfile
 
 import torch
 
-from benchmarks.common import median_seconds, table, trainer_step
-from benchmarks.official import (ANCHOR_LABEL, NO_ANCHOR_RATIO, alternating_seconds, describe, load_official, load_svq,
-                                 official_svq_step, parameters, side_by_side)
+from benchmarks.common import dispatched_ops, median_seconds, table, trainer_step
+from benchmarks.official import (ANCHOR_LABEL, NO_ANCHOR_RATIO, add_kernels, alternating_seconds, describe,
+                                 load_official, load_svq, official_svq_step, parameters, side_by_side)
 from common.data import generate_split
 from common.provenance import hardware
 from common.train.loop import to_float_images
@@ -49,11 +49,16 @@ def main(official: str | None = None, *, batch_size: int = ANCHOR_BATCH, repeats
         if theirs is not None:
             steps[OFFICIAL] = official_svq_step(theirs, to_float_images(images).to(device))
             times = alternating_seconds(steps, repeats, warmup)
+            counted = official_svq_step(theirs, to_float_images(images).to(device), foreach=True)
+            counts = {name: dispatched_ops(s) for name, s in steps.items() if name != OFFICIAL}
+            counts[OFFICIAL] = dispatched_ops(counted, [theirs.optimiser])
             rows, line = side_by_side(times, OURS, OFFICIAL)
             for row in rows:
                 row["params"] = parameters(theirs.model if row["code"] == OFFICIAL else model)
+            kernel_line = add_kernels(rows, counts, OURS, OFFICIAL)
             print(table(rows))
             print(line + f"; target <= 0.5\n{describe(official, repeats, warmup)}")
+            print(kernel_line)
             return
         rows = [{"code": name, "median s": (s := median_seconds(step, repeats, warmup)),
                  "images/s": f"{batch_size / s:.1f}", "params": parameters(model)}

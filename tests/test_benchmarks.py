@@ -195,6 +195,7 @@ def test_emorl_step_side_by_side_with_a_checkout(tmp_path, capsys, no_lib_module
     assert "ours / official: " in out and "measured side by side in this run" in out
     assert "recorded anchor" not in out
     assert "| GFLOP | GFLOP/s |" in out  # each code's work beside its time
+    assert "| kernels | host reads |" in out and "ours / official in kernels per step" in out
 
 
 @pytest.mark.slow
@@ -306,8 +307,36 @@ def test_dispatched_ops_counts_kernels_not_views_forward_and_backward():
     from benchmarks.common import dispatched_ops
     a, b = torch.randn(3, 4), torch.randn(3, 2, requires_grad=True)
     # mm, relu, sum; t is a view, and so is the detach with which autograd saves relu's output
-    assert dispatched_ops(lambda: (a.t() @ b).relu().sum()) == {"ops": 5, "kernels": 3}
+    assert dispatched_ops(lambda: (a.t() @ b).relu().sum()) == {"ops": 5, "kernels": 3, "host_reads": 0}
+    # .item() and bool() read the device: two host reads (a GPU's host waits for each), and kernels of their own
+    assert dispatched_ops(lambda: (a.sum().item(), bool(a.sum() > 0)))["host_reads"] == 2
     counted = dispatched_ops(lambda: (a.t() @ b).relu().sum().backward())
     # forward mm, relu, sum; backward ones_like (the seed), sum's expand (a view), threshold_backward, mm with a.t()
     # (two views of t), and b's gradient stored (a detach: no kernel)
     assert counted["kernels"] == 6 and counted["ops"] > counted["kernels"]
+
+
+def test_host_reads_leave_out_an_optimisers_host_side_step_counts():
+    """Adam (not capturable) keeps its step counts on the host even on a GPU: reading them is no device wait. The
+    model's own .item() is one."""
+    from benchmarks.common import dispatched_ops
+    from benchmarks.official import add_kernels
+    w = torch.nn.Parameter(torch.randn(3))
+    opt = torch.optim.Adam([w], foreach=True)
+
+    def step():
+        opt.zero_grad()
+        loss = (w ** 2).sum()
+        loss.backward()
+        float(loss.detach())  # the model's read of the device
+        opt.step()
+
+    step()
+    both, model_only = dispatched_ops(step), dispatched_ops(step, [opt])
+    assert model_only["host_reads"] == 1 and both["host_reads"] > 1  # foreach Adam's bias corrections read steps
+    assert model_only["kernels"] == both["kernels"]  # the optimiser's kernels still count
+    rows = [{"code": "a"}, {"code": "b"}]
+    line = add_kernels(rows, {"a": {"kernels": 50, "host_reads": 0}, "b": model_only}, "a", "b")
+    assert rows[1] == {"code": "b", "kernels": model_only["kernels"], "host reads": 1}
+    assert f"ours / official in kernels per step: {50 / model_only['kernels']:.2f}" in line
+    assert "ours 0, official 1" in line

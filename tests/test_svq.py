@@ -49,6 +49,13 @@ def test_block_linear_is_a_block_diagonal_matrix():
     torch.testing.assert_close(layer(x), x @ dense + layer.bias)
 
 
+def test_one_hot_is_torchs():
+    from papers.svq.quantiser import one_hot
+    indices = torch.randint(0, 7, (5, 3))
+    assert torch.equal(one_hot(indices, 7), torch.nn.functional.one_hot(indices, 7).float())
+    assert one_hot(indices, 7, torch.float64).dtype == torch.float64
+
+
 def test_quantiser_picks_the_nearest_code_and_passes_the_gradient_straight_through():
     torch.manual_seed(0)
     vq = BlockCodebooks(blocks=2, size=4, dim=3).eval()  # eval: no EMA update

@@ -172,6 +172,27 @@ def test_a_training_step_reads_nothing_back_from_the_device(tmp_path, geco):
         assert int(model.geco.steps) == 2 and float(model.geco.c_ema) != 0.0
 
 
+@pytest.mark.parametrize("config", ["papers/emorl/configs/tetrominoes.yaml", "papers/iodine/configs/tetrominoes.yaml",
+                                    "papers/sri/configs/shapestacks.yaml", "papers/lom/configs/shapestacks.yaml",
+                                    "papers/svq/configs/sprites4.yaml",
+                                    "common/models/configs/genesis_v2/shapestacks_mog.yaml"])
+def test_no_papers_training_step_reads_the_device(tmp_path, config):
+    """Every paper's step, counted below autograd (benchmarks.common.dispatched_ops), so that reads inside PyTorch's
+    own operators count too (F.one_hot's class-range check reads twice on the CPU): none."""
+    from dataclasses import replace
+
+    from benchmarks.common import dispatched_ops
+    from common.data import generate_split
+    from common.train.experiment import build_model, load_experiment
+    exp = load_experiment(ROOT / config, "smoke")
+    torch.manual_seed(0)
+    images = torch.from_numpy(generate_split(exp.data.name, 2, exp.data.seed, "train", exp.data.params)[1]["image"])
+    trainer = Trainer(build_model(exp), images, replace(exp.train, batch_size=2), tmp_path)
+    step = lambda: trainer.train_step(trainer.batch(0))
+    step()  # the optimiser's state is made on the first step
+    assert dispatched_ops(step)["host_reads"] == 0
+
+
 def test_repeated_nonfinite_steps_roll_back_to_last_checkpoint(tmp_path):
     model = _tiny_model(bad_steps=(5, 6, 7), bad=1)
     trainer = _trainer(tmp_path, model, max_nonfinite=3, save_every=4)

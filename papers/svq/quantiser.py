@@ -19,9 +19,15 @@ from torch import Tensor, nn
 from common.ranks import sum_over_ranks
 
 
+def one_hot(indices: Tensor, size: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """indices [...] -> [..., size]: F.one_hot without its class-range check, which reads the device twice on the
+    CPU (the training step never waits for the device; the indices are argmins, in range by construction)."""
+    return torch.zeros(*indices.shape, size, dtype=dtype, device=indices.device).scatter_(-1, indices.unsqueeze(-1), 1)
+
+
 def usage(indices: Tensor, size: int) -> Tensor:
     """indices [..., M] -> each block's share of uses per code [M,K]."""
-    return torch.nn.functional.one_hot(indices.reshape(-1, indices.shape[-1]), size).float().mean(0)
+    return one_hot(indices.reshape(-1, indices.shape[-1]), size).mean(0)
 
 
 def perplexity(p: Tensor) -> Tensor:
@@ -70,13 +76,13 @@ class BlockCodebooks(nn.Module):
         """One EMA step and the dead-code restart from queries z [N,M,dc] and their codes [N,M]. Under data
         parallelism the counts and sums are those of the global batch, so every rank takes the same EMA step
         (the restarts are rank 0's: DistributedDataParallel broadcasts its buffers before each forward)."""
-        one_hot = torch.nn.functional.one_hot(indices, self.size).to(z.dtype)  # [N,M,K]
-        counts = sum_over_ranks(one_hot.sum(0))  # [M,K] over the global batch (data-parallel ranks)
+        onehot = one_hot(indices, self.size, z.dtype)  # [N,M,K]
+        counts = sum_over_ranks(onehot.sum(0))  # [M,K] over the global batch (data-parallel ranks)
         cs = self.decay * self.cluster_size + (1 - self.decay) * counts
         total = cs.sum()  # Laplace smoothing over all M*K codes jointly (checked 7.1)
         cs = (cs + self.eps) / (total + self.blocks * self.size * self.eps) * total
         self.cluster_size.copy_(cs)
-        sums = sum_over_ranks(torch.einsum("nmk,nmd->mkd", one_hot, z))  # [M,K,dc]
+        sums = sum_over_ranks(torch.einsum("nmk,nmd->mkd", onehot, z))  # [M,K,dc]
         self.ema_w.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         live = cs >= self.threshold  # [M,K]
         restart = self.restarts(z)  # [M,K,dc]
