@@ -58,6 +58,8 @@ def dispatched_ops(fn: Callable[[], object], host_counters: Sequence[torch.optim
     compute; a GPU launches at least one kernel for each), and the `host_reads` among them (each makes the host wait
     until the GPU has run everything queued before it). On a GPU, a step of small tensors costs about the launch
     overhead times `kernels`, whatever its FLOPs, and more where host reads keep the host from launching ahead.
+    Counted on a CPU these approximate a GPU's: there a few composite operators (the GRU and LSTM cells) run
+    fused, and F.one_hot skips its range check.
     The steps of `host_counters` add no host reads: PyTorch's default (non-capturable) Adam keeps its step counts
     on the host, so on a GPU reading them waits for nothing, while on the CPU they look like any other read."""
     from torch.utils._python_dispatch import TorchDispatchMode
