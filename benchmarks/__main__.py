@@ -18,11 +18,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="a checkout of the official implementation, imported at run time (never vendored), "
                              "to time side by side in this run where a benchmark has one (emorl_step, "
                              "emorl_efficiency: pemami4911/EfficientMORL; needs the official-bench extra)")
+    parser.add_argument("--only", metavar="GLOB",
+                        help="the configs to run, for benchmarks that run many (paper_steps), e.g. 'emorl/*' or "
+                             "'*/tetrominoes.yaml' (paths under papers/)")
     return parser.parse_args(argv)
 
 
-def takes_official(module) -> bool:
-    return "official" in inspect.signature(module.main).parameters
+def takes(module, name: str) -> bool:
+    return name in inspect.signature(module.main).parameters
 
 
 def main(argv: list[str]) -> int:
@@ -35,12 +38,11 @@ def main(argv: list[str]) -> int:
     for name in names:
         print(f"== {name}")
         module = importlib.import_module(f"benchmarks.{name}")
-        if takes_official(module):
-            module.main(official=args.official)
-        else:
-            if args.official is not None:
-                print(f"({name} has no official comparison; --official is not used here)")
-            module.main()
+        kwargs = {k: v for k, v in (("official", args.official), ("only", args.only)) if takes(module, k)}
+        for option, flag in (("official", "--official"), ("only", "--only")):
+            if getattr(args, option) is not None and option not in kwargs:
+                print(f"({name} does not take {flag}; it is not used here)")
+        module.main(**kwargs)
     return 0
 
 

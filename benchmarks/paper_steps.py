@@ -3,12 +3,15 @@ kernels it dispatches (forward, backward and optimiser: on a GPU, small tensors 
 that count the step's floor; it does not depend on the batch).
 
 On a GPU each config runs at its `short` profile (its batch size, resolution and mixed precision);
-on a CPU at `smoke` (`short` batches take minutes a step there). Each config is measured in a fresh
+on a CPU at `smoke` (`short` batches take minutes a step there). "training min (projected)" is s/step times the
+profile's steps: on a GPU, what re-budgeting a `short` profile to about 20 minutes of training and evaluation
+needs (checkpoints, logging and evaluation come on top; IODINE's Fig. 8 sweep trains four more models). Each config is measured in a fresh
 process (Accelerate's state is per process), through the shared Trainer, on generated scenes of the
 config's own dataset. Peak memory: allocated GPU memory, or resident memory above rest on a CPU.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import sys
 import tempfile
@@ -48,13 +51,18 @@ def measure(config: Path, profile: str, repeats: int = 3) -> dict:
         peak = peak_gb(step)
         kernels = dispatched_ops(step)["kernels"]
     return {"s/step": seconds, "images/s": batch / seconds, "peak GB": peak, "kernels/step": kernels, "batch": batch,
-            "resolution": "x".join(map(str, images.shape[1:3])), "precision": exp.train.mixed_precision}
+            "resolution": "x".join(map(str, images.shape[1:3])), "precision": exp.train.mixed_precision,
+            "steps": exp.train.steps, "training min (projected)": seconds * exp.train.steps / 60}
 
 
-def main() -> None:
+def main(only: str | None = None) -> None:
+    """`only`: a glob over the config paths under papers/ (e.g. "emorl/*"), to time some configs and not all."""
     profile = "short" if torch.cuda.is_available() else "smoke"
+    chosen = [c for c in configs() if only is None or fnmatch.fnmatch(str(c.relative_to(ROOT / "papers")), only)]
+    if not chosen:
+        raise SystemExit(f"error: no config under papers/ matches {only!r} (e.g. 'emorl/*', '*/tetrominoes.yaml')")
     rows = [{"config": str(c.relative_to(ROOT / "papers")),
-             **json_in_subprocess("benchmarks.paper_steps", str(c), profile)} for c in configs()]
+             **json_in_subprocess("benchmarks.paper_steps", str(c), profile)} for c in chosen]
     print(f"Each paper config's training step at its `{profile}` profile, on {hardware()}")
     print(table(rows))
 

@@ -141,8 +141,13 @@ def test_cli_parses_names_and_official_and_passes_it_only_where_taken(monkeypatc
     monkeypatch.setattr(readers, "main", lambda: seen.append(("readers",)))
     assert bench_cli.main(["readers", "emorl_step", "--official", "/x"]) == 0
     assert seen == [("readers",), ("emorl_step", "/x")]
-    assert "readers has no official comparison" in capsys.readouterr().out
+    assert "readers does not take --official" in capsys.readouterr().out
     assert bench_cli.main(["nope"]) == 2
+    from benchmarks import paper_steps
+    monkeypatch.setattr(paper_steps, "main", lambda only=None: seen.append(("paper_steps", only)))
+    assert bench_cli.main(["paper_steps", "readers", "--only", "emorl/*"]) == 0
+    assert seen[-2:] == [("paper_steps", "emorl/*"), ("readers",)]
+    assert "readers does not take --only" in capsys.readouterr().out
 
 
 def test_missing_checkout_prints_one_line_and_still_times_ours(tmp_path, capsys):
@@ -210,7 +215,7 @@ def test_emorl_step_against_the_real_official_checkout(capsys, no_lib_modules):
     assert "measured side by side in this run" in out and "| 467,236 |" in out
 
 
-def test_paper_steps_lists_training_configs_and_measures_one(tmp_path):
+def test_paper_steps_lists_training_configs_and_measures_one(tmp_path, monkeypatch):
     from benchmarks import paper_steps
     names = [str(p.relative_to(paper_steps.ROOT / "papers")) for p in paper_steps.configs()]
     assert "emorl/configs/tetrominoes.yaml" in names and "iodine/configs/clevr6.yaml" in names
@@ -219,7 +224,16 @@ def test_paper_steps_lists_training_configs_and_measures_one(tmp_path):
     row = paper_steps.measure(paper_steps.ROOT / "papers/emorl/configs/tetrominoes.yaml", "smoke", repeats=1)
     assert (row["batch"], row["resolution"], row["precision"]) == (8, "35x35", "no")
     assert row["images/s"] == pytest.approx(8 / row["s/step"])
+    assert row["training min (projected)"] == pytest.approx(row["s/step"] * 150 / 60)  # smoke: 150 steps
     assert 1000 < row["kernels/step"] < 3000  # EMORL: about 1,760 (I = 3 refinements, forward and backward)
+    timed = []
+    monkeypatch.setattr(paper_steps, "json_in_subprocess", lambda module, config, profile: timed.append(config) or {})
+    paper_steps.main(only="*/tetrominoes.yaml")  # a subset, for a short GPU command
+    assert sorted(Path(c).relative_to(paper_steps.ROOT / "papers").as_posix() for c in timed) == \
+        ["emorl/configs/tetrominoes.yaml", "iodine/configs/tetrominoes.yaml"]
+    with pytest.raises(SystemExit, match="no config under papers/ matches 'nope'"):
+        paper_steps.main(only="nope")
+    monkeypatch.undo()
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: nowhere:Nothing\nprofiles: {smoke: {}}\n")
     from benchmarks.common import json_in_subprocess
