@@ -70,21 +70,7 @@ class SpatialBroadcastDecoder(nn.Module):
         """The CPU layout: activations and weights (a channels-last weight would make oneDNN's convolution
         channels-last whatever its input; a mismatched one would be converted, with its gradient, every call)."""
         self.cpu_channels_last = on
-        self._layout_weights()
-
-    def _layout_weights(self) -> None:
-        """The conv weights in the activations' layout on the device they are on."""
-        weight = next(self.net.parameters(), None)
-        if weight is not None and weight.dim() == 4:
-            self.net.to(memory_format=self.memory_format(weight.device))
-
-    def _apply(self, fn, recurse=True):
-        """After a move (`.to(device)`, as Accelerate's prepare does) the weights follow the new device's layout:
-        a CUDA convolution fed channels-last activations would otherwise convert a contiguous weight, and its
-        gradient back, at every call (extra kernels on a launch-bound step). Parameters keep their identity."""
-        out = super()._apply(fn, recurse)
-        self._layout_weights()
-        return out
+        self.net.to(memory_format=torch.channels_last if on else torch.contiguous_format)
 
     def memory_format(self, device: torch.device) -> torch.memory_format:
         """The activations' layout (the convs follow their input's): channels-last on an accelerator, and on
