@@ -60,9 +60,12 @@ def dispatched_ops(fn: Callable[[], object], host_counters: Sequence[torch.optim
     overhead times `kernels`, whatever its FLOPs, and more where host reads keep the host from launching ahead.
     Counted on a CPU these approximate a GPU's: there a few composite operators (the GRU and LSTM cells) run
     fused, and F.one_hot skips its range check.
-    The steps of `host_counters` add no host reads: PyTorch's default (non-capturable) Adam keeps its step counts
-    on the host, so on a GPU reading them waits for nothing, while on the CPU they look like any other read."""
+    In the steps of `host_counters`, operators on 0-dim tensors alone count as neither: PyTorch's default
+    (non-capturable) Adam keeps its step counts on the host even on a GPU, where adding to and reading them launches
+    nothing and waits for nothing, while on the CPU they look like any other kernel and read. Call `fn` once before
+    counting, so that the optimiser's state exists."""
     from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
 
     class Count(TorchDispatchMode):
         def __init__(self):
@@ -71,9 +74,11 @@ def dispatched_ops(fn: Callable[[], object], host_counters: Sequence[torch.optim
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             name = func.overloadpacket.__name__
+            tensors = [a for a in tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+            on_host = self.in_counter_step and tensors and all(a.dim() == 0 for a in tensors)
             self.n += 1
-            self.kernels += name not in VIEWS
-            self.host_reads += name == HOST_READ and not self.in_counter_step
+            self.kernels += name not in VIEWS and not on_host
+            self.host_reads += name == HOST_READ and not on_host
             return func(*args, **(kwargs or {}))
 
     counted = Count()

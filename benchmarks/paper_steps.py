@@ -3,11 +3,12 @@ kernels it dispatches (forward, backward and optimiser: on a GPU, small tensors 
 that count the step's floor; it does not depend on the batch).
 
 On a GPU each config runs at its `short` profile (its batch size, resolution and mixed precision);
-on a CPU at `smoke` (`short` batches take minutes a step there). "training min (projected)" is s/step times the
-profile's steps: on a GPU, what re-budgeting a `short` profile to about 20 minutes of training and evaluation
-needs (checkpoints, logging and evaluation come on top; IODINE's Fig. 8 sweep trains four more models). Each config is measured in a fresh
-process (Accelerate's state is per process), through the shared Trainer, on generated scenes of the
-config's own dataset. Peak memory: allocated GPU memory, or resident memory above rest on a CPU.
+on a CPU at `smoke` (`short` batches take minutes a step there). "training min (projected)" is s/step times
+the profile's steps: on a GPU, one input to re-budgeting a `short` profile to about 20 minutes. Checkpoints,
+logging and evaluation come on top, and so do the other models a pipeline trains beside the config's own (IODINE's
+Fig. 8 sweep; SRI's GENESIS-v2 baseline; SVQ's priors, VQ-VAE, PixelCNN and GENESIS-v2). Each config is
+measured in a fresh process (Accelerate's state is per process), through the shared Trainer, on generated scenes
+of the config's own dataset. Peak memory: allocated GPU memory, or resident memory above rest on a CPU.
 """
 from __future__ import annotations
 

@@ -44,9 +44,9 @@ class Claim:
     scale: float = 1.0  # ours x scale is in the paper's unit (e.g. 100 for %)
 
     def label(self, profile: str) -> str:
-        """The metric as a report of `profile` names it. An "ours: ..." clause that counts something (samples,
-        scenes, steps) gives the `short` and `paper` profiles' counts; a smoke report's are far smaller, so there
-        the clause points to the counts that the report itself states for the run."""
+        """The metric as a report of `profile` names it. An "ours: ..." clause with a number in it gives the `short`
+        and `paper` profiles' counts (samples, scenes); a smoke report's are far smaller, so there the clause points
+        to the counts that the report itself states for the run. (Word any other number in a label without "ours:".)"""
         if profile != "smoke":
             return self.metric
         return re.sub(r"ours: [^;)]*\d[^;)]*", "ours: this run's counts, stated in this report", self.metric)

@@ -273,6 +273,9 @@ def test_smoke_pipeline_through_the_cli(tmp_path):
     assert all((seed / f).is_file() for f in ("samples.png", "interpolation.png", "temperatures.png"))
     report = (tmp_path / "reports/lom/clevr6-smoke/report.md").read_text()
     assert "not a replication" in report and "Table 3 (LOM-EMORL)" in report
+    assert "ARI-FG on 4 test scenes" in report  # the counts the smoke labels point to ("ours: this run's counts")
+    assert "DCI on 8 test scenes" in report or "status" in m["dci"]
+    assert "ours: this run's counts, stated in this report" in report and "ours: 320" not in report
     again = LOM.from_pretrained(tmp_path / "runs/lom/clevr6-smoke/seed0/model")
     assert again.config.backbone == "emorl" and again.config.emorl.free_bits == 48.0
 

@@ -73,7 +73,8 @@ def table3(model, exp, cfg: LOMEval) -> dict:
     if len(codes) < 4:  # an untrained model's masks match few objects
         return {"dci": {"status": f"DCI needs at least 4 slots matched to objects, got {len(codes)}"}}
     keep = ("disentanglement", "completeness", "informativeness", "n_objects")
-    return {"dci" if e == "paper" else f"dci_{e}": {k: d[k] for k in keep} | {"factors": names, "estimator": e}
+    return {"dci" if e == "paper" else f"dci_{e}": {k: d[k] for k in keep} | {"factors": names, "estimator": e,
+                                                                           "n_scenes": x.shape[0]}
             for e in cfg.dci_estimators for d in [dci(codes, factors, kinds, seed=cfg.seed, estimator=e)]}
 
 

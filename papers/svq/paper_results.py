@@ -41,7 +41,7 @@ CLAIMS = [
       for d, v in TABLE2.items() for model, key in COLUMNS.items() if model in v["generation_accuracy"]),
     *(Claim(d, FID_LABEL, v[model], None, None, f"Table 3 ({model})", f"metrics.generative.{key}.fid.fid")
       for d, v in TABLE3.items() for model, key in COLUMNS.items() if model in v),
-    *(Claim("sprites_quadrant_downstream", "steps to 98 % ID validation accuracy (ours: checked every 1,000)", steps, None, None,
+    *(Claim("sprites_quadrant_downstream", "steps to 98 % ID validation accuracy (ours checked every 1,000)", steps, None, None,
             f"Table 4 ({name})", f"metrics.downstream.{name}.steps_to_target") for name, (steps, _) in TABLE4.items()),
     *(Claim("sprites_quadrant_downstream", "OOD accuracy (%) (ours: at the last step)", ood, None, None, f"Table 4 ({name})",
             f"metrics.downstream.{name}.ood_accuracy", 100) for name, (_, ood) in TABLE4.items()),
