@@ -287,5 +287,6 @@ class EfficientMORL(HubModel, paper_url="https://arxiv.org/abs/2107.04164"):
 
 
 def _flat(tensors: list[Tensor]) -> Tensor:
-    """Tensors of any shapes -> one vector [sum of numels]."""
+    """Tensors of any shapes and layouts -> one vector [sum of numels] (torch's parameters_to_vector needs contiguous
+    tensors; a narrow decoder's weights are channels-last on the CPU)."""
     return torch.cat([t.reshape(-1) for t in tensors])
