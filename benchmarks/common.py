@@ -65,7 +65,6 @@ def dispatched_ops(fn: Callable[[], object], host_counters: Sequence[torch.optim
     nothing and waits for nothing, while on the CPU they look like any other kernel and read. Call `fn` once before
     counting, so that the optimiser's state exists."""
     from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_leaves
 
     class Count(TorchDispatchMode):
         def __init__(self):
@@ -74,8 +73,7 @@ def dispatched_ops(fn: Callable[[], object], host_counters: Sequence[torch.optim
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             name = func.overloadpacket.__name__
-            tensors = [a for a in tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
-            on_host = self.in_counter_step and tensors and all(a.dim() == 0 for a in tensors)
+            on_host = self.in_counter_step and _scalars_only(args, kwargs)
             self.n += 1
             self.kernels += name not in VIEWS and not on_host
             self.host_reads += name == HOST_READ and not on_host
@@ -92,6 +90,13 @@ def dispatched_ops(fn: Callable[[], object], host_counters: Sequence[torch.optim
         for h in hooks:
             h.remove()
     return {"ops": counted.n, "kernels": counted.kernels, "host_reads": counted.host_reads}
+
+
+def _scalars_only(args, kwargs) -> bool:
+    """Whether an operator's tensor arguments are all 0-dim (and there is at least one)."""
+    from torch.utils._pytree import tree_leaves
+    tensors = [a for a in tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+    return bool(tensors) and all(a.dim() == 0 for a in tensors)
 
 
 def matmul_gflop_per_s(n: int = 2048, repeats: int = 5) -> float:
